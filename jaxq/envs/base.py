@@ -1,0 +1,204 @@
+"""The tabular environment base: gymnax's contract, with dynamics given once as outcomes.
+
+Every tabular environment describes its dynamics in one pure function,
+``outcomes(s, a, params)``, returning the K possible results of taking action ``a`` in
+state ``s`` (next state, probability, reward, terminated). Both ``step`` (which samples
+one outcome) and ``jaxq.tabular_model`` (which tabulates all of them) are derived from
+it, so the sampled dynamics and the exact model used for value iteration cannot drift
+apart.
+
+The class subclasses gymnax's ``Environment``: ``reset``/``step`` keep gymnax 1.x's
+six-tuple, auto-reset and ``info["final_observation"]`` contract, so gymnax wrappers and
+code written for gymnax run on jaxq environments unchanged. ``step`` is overridden with
+a faster path (one random draw per step instead of a key split plus a full reset
+computation) that returns exactly the same things.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+INT32_MAX = 2**31 - 1
+
+
+class Outcomes(NamedTuple):
+    """The K possible results of one (state, action); arrays of shape ``[..., K]``.
+
+    Several entries may share a ``next_state`` (e.g. a slippery move clamped at a wall):
+    the probability of landing in s' is the sum over those entries. Entries with
+    probability 0 are padding and are never sampled.
+    """
+
+    next_state: jax.Array  # int32
+    prob: jax.Array  # float32, sums to 1 over K
+    reward: jax.Array  # float32
+    terminated: jax.Array  # bool
+
+
+@struct.dataclass
+class TabularState(environment.EnvState):
+    """The agent's state index ``s`` and the elapsed steps ``time`` of the episode."""
+
+    s: jax.Array
+
+
+@struct.dataclass
+class TabularParams(environment.EnvParams):
+    """Dynamic settings; subclasses add the arrays that define a particular map."""
+
+    max_steps_in_episode: int = INT32_MAX
+
+
+def check_max_steps(max_steps: Any, default: int) -> int:
+    """Validate a user-given ``max_steps`` (None means the environment's default)."""
+    if max_steps is None:
+        return default
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int,)) and not (
+        hasattr(max_steps, "__index__")
+    ):
+        raise TypeError(f"max_steps must be a positive int or None, got {max_steps!r}")
+    max_steps = int(max_steps)
+    if not 1 <= max_steps <= INT32_MAX:
+        raise ValueError(f"max_steps must be in [1, 2**31 - 1], got {max_steps}")
+    return max_steps
+
+
+def sample_outcome(u: jax.Array, outcomes: Outcomes) -> tuple[jax.Array, ...]:
+    """Pick one of K outcomes with a single uniform ``u`` in [0, 1).
+
+    The index is the number of cumulative probabilities at or below ``u``; zero-probability
+    entries are therefore skipped. This is a few compares, far cheaper than
+    ``jax.random.choice``.
+    """
+    k = outcomes.prob.shape[-1]
+    if k == 1:
+        idx = jnp.zeros((), jnp.int32)
+    else:
+        cdf = jnp.cumsum(outcomes.prob, axis=-1)[..., :-1]
+        idx = jnp.sum(u >= cdf, axis=-1).astype(jnp.int32)
+    pick = lambda x: jnp.take_along_axis(x, idx[..., None], axis=-1)[..., 0]  # noqa: E731
+    return (
+        pick(outcomes.next_state),
+        pick(outcomes.prob),
+        pick(outcomes.reward),
+        pick(outcomes.terminated),
+    )
+
+
+class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
+    """Base class for finite MDPs whose observation is the integer state index.
+
+    Subclasses set ``num_states``, ``num_actions`` and ``num_outcomes`` (K, static) in
+    ``__init__`` and implement ``outcomes``, ``initial_state`` and ``default_params``;
+    they may override ``is_success`` (default: terminated with a positive reward).
+    """
+
+    num_states: int
+    num_outcomes: int
+    env_id: str = "Tabular"
+    _num_actions: int
+
+    # ---- what a subclass defines -------------------------------------------------
+    def outcomes(self, s: jax.Array, a: jax.Array, params: TabularParams) -> Outcomes:
+        """All K results of action ``a`` in state ``s`` (scalars in, ``[K]`` arrays out)."""
+        raise NotImplementedError
+
+    def initial_state(self, u: jax.Array, params: TabularParams) -> jax.Array:
+        """Sample a start state from one uniform ``u`` in [0, 1)."""
+        raise NotImplementedError
+
+    def initial_distribution(self, params: TabularParams) -> jax.Array:
+        """Probabilities ``[num_states]`` of starting in each state (for V*(start))."""
+        raise NotImplementedError
+
+    def is_success(
+        self, s: jax.Array, next_state: jax.Array, reward: jax.Array, terminated: jax.Array,
+        params: TabularParams,
+    ) -> jax.Array:
+        """Whether this transition completes the task (reaching a goal, a delivery)."""
+        del s, next_state, params
+        return jnp.logical_and(terminated, reward > 0)
+
+    # ---- gymnax contract ---------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.env_id
+
+    @property
+    def num_actions(self) -> int:
+        return self._num_actions
+
+    def action_space(self, params: TabularParams | None = None) -> spaces.Discrete:
+        return spaces.Discrete(self._num_actions)
+
+    def observation_space(self, params: TabularParams | None = None) -> spaces.Discrete:
+        return spaces.Discrete(self.num_states)
+
+    def state_space(self, params: TabularParams) -> spaces.Dict:
+        return spaces.Dict(
+            {
+                "s": spaces.Discrete(self.num_states),
+                "time": spaces.Discrete(params.max_steps_in_episode + 1),
+            }
+        )
+
+    def observe(self, key, state: TabularState, action, params) -> jax.Array:
+        del key, action, params
+        return state.s
+
+    def get_obs(self, state: TabularState, params=None, key=None) -> jax.Array:
+        return state.s
+
+    def is_terminated(self, state: TabularState, params: TabularParams) -> jax.Array:
+        # Termination is a property of the transition, not of the state (see Taxi);
+        # step_env reports it. A state-only check cannot be exact here.
+        raise NotImplementedError("termination is per transition; use step()")
+
+    def reset_env(self, key: jax.Array, params: TabularParams):
+        s = self.initial_state(jax.random.uniform(key), params).astype(jnp.int32)
+        state = TabularState(time=jnp.zeros((), jnp.int32), s=s)
+        return state.s, state
+
+    def _transition(self, u: jax.Array, state: TabularState, action, params):
+        action = jnp.asarray(action, jnp.int32)
+        next_s, prob, reward, terminated = sample_outcome(
+            u, self.outcomes(state.s, action, params)
+        )
+        success = self.is_success(state.s, next_s, reward, terminated, params)
+        next_state = TabularState(time=state.time + 1, s=next_s.astype(jnp.int32))
+        info = {"prob": prob, "success": success}
+        return next_state, reward.astype(jnp.float32), terminated, info
+
+    def step_env(self, key: jax.Array, state: TabularState, action, params):
+        next_state, reward, terminated, info = self._transition(
+            jax.random.uniform(key), state, action, params
+        )
+        return next_state.s, next_state, reward, terminated, info
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(self, key: jax.Array, state: TabularState, action, params=None):
+        """gymnax's step (six-tuple, auto-reset) from one random draw per call."""
+        if params is None:
+            params = self.default_params
+        u_step, u_reset = jax.random.uniform(key, (2,))
+        next_state, reward, terminated, info = self._transition(u_step, state, action, params)
+        truncated = next_state.time >= params.max_steps_in_episode
+        done = jnp.logical_or(terminated, truncated)
+        reset_s = self.initial_state(u_reset, params).astype(jnp.int32)
+        state_out = TabularState(
+            time=jnp.where(done, 0, next_state.time).astype(jnp.int32),
+            s=jnp.where(done, reset_s, next_state.s),
+        )
+        info = {
+            **info,
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": next_state.s,
+        }
+        return state_out.s, state_out, reward, terminated, truncated, info
