@@ -181,12 +181,9 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         )
         return next_state.s, next_state, reward, terminated, info
 
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key: jax.Array, state: TabularState, action, params=None):
-        """gymnax's step (six-tuple, auto-reset) from one random draw per call."""
-        if params is None:
-            params = self.default_params
-        u_step, u_reset = jax.random.uniform(key, (2,))
+    def step_from_uniforms(self, u_step, u_reset, state: TabularState, action, params):
+        """``step`` driven by two uniforms instead of a key: the training loop's hot path,
+        which draws all randomness of a batched step in one call."""
         next_state, reward, terminated, info = self._transition(u_step, state, action, params)
         truncated = next_state.time >= params.max_steps_in_episode
         done = jnp.logical_or(terminated, truncated)
@@ -202,3 +199,11 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
             "final_observation": next_state.s,
         }
         return state_out.s, state_out, reward, terminated, truncated, info
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(self, key: jax.Array, state: TabularState, action, params=None):
+        """gymnax's step (six-tuple, auto-reset) from one random draw per call."""
+        if params is None:
+            params = self.default_params
+        u_step, u_reset = jax.random.uniform(key, (2,))
+        return self.step_from_uniforms(u_step, u_reset, state, action, params)

@@ -1,0 +1,84 @@
+"""How many TD errors for one (s, a) in one batched step reach the table.
+
+When k of the N environments update the same cell in one step:
+
+* ``mean``: the k TD errors are averaged and applied as one step of size lr. The step
+  never exceeds lr whatever N is, so it is stable at any scale (the default).
+* ``sum``: a scatter-add, i.e. k steps of size lr at once. On hot cells (the start
+  state) k * lr > 2 overshoots and the table diverges as N grows.
+* ``independent`` is not handled here: each learner has its own table (``train.py``).
+
+A dense path (full-table arithmetic) serves small tables; a sparse path touches only the
+updated cells, keeping scratch accumulators zeroed between steps, so that a 16.7M-state
+table costs O(N) per step and not O(S * A). Both compute ``q + lr * (sum / count)`` in
+the same order, so they give the same bits.
+
+Learning rates may be per cell: ``visits`` counts the batched updates each cell has
+received and ``lr = visits^-w`` (0.5 < w <= 1 meets the Robbins-Monro conditions).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Scratch(NamedTuple):
+    """Zero-filled per-cell accumulators reused by the sparse ``mean`` path."""
+
+    acc: jax.Array
+    cnt: jax.Array
+
+
+def use_dense(num_cells: int, num_updates: int) -> bool:
+    """Full-table arithmetic is cheaper than extra scatters while the table is small."""
+    return num_cells <= 4 * num_updates
+
+
+def init_scratch(num_cells: int, dense: bool, aggregation: str) -> Scratch | None:
+    if dense or aggregation != "mean":
+        return None
+    return Scratch(jnp.zeros(num_cells, jnp.float32), jnp.zeros(num_cells, jnp.float32))
+
+
+def _get(x, idx):
+    return x.at[idx].get(mode="fill", fill_value=0)
+
+
+def visit_rates(visits: jax.Array, idx: jax.Array, power) -> tuple[jax.Array, jax.Array]:
+    """Count one more update for each touched cell; return ``(visits, n^-w per entry)``.
+
+    Duplicate indices all write the same value (old + 1): one count per batched update.
+    """
+    n = _get(visits, idx) + 1
+    visits = visits.at[idx].set(n, mode="drop")
+    return visits, jnp.power(n.astype(jnp.float32), -power)
+
+
+def apply_updates(q, idx, td, lr, aggregation: str, dense: bool, scratch, visits, visit_power):
+    """Apply TD errors ``td`` for flat cells ``idx`` (out-of-range index = no update).
+
+    ``q`` and ``visits`` are flat ``[C]``. ``lr`` is a scalar, ignored when ``visits`` is
+    given. Returns ``(q, scratch, visits)``.
+    """
+    if visits is not None:
+        visits, rate = visit_rates(visits, idx, visit_power)
+    else:
+        rate = lr
+    if aggregation == "sum":
+        return q.at[idx].add(rate * td, mode="drop"), scratch, visits
+    if dense:
+        c = q.shape[0]
+        acc = jnp.zeros(c, jnp.float32).at[idx].add(td, mode="drop")
+        cnt = jnp.zeros(c, jnp.float32).at[idx].add(1.0, mode="drop")
+        if visits is not None:
+            rate = jnp.power(jnp.maximum(visits, 1).astype(jnp.float32), -visit_power)
+        return q + rate * (acc / jnp.maximum(cnt, 1.0)), scratch, visits
+    acc = scratch.acc.at[idx].add(td, mode="drop")
+    cnt = scratch.cnt.at[idx].add(1.0, mode="drop")
+    mean = _get(acc, idx) / jnp.maximum(_get(cnt, idx), 1.0)
+    q = q.at[idx].set(_get(q, idx) + rate * mean, mode="drop")
+    scratch = Scratch(acc.at[idx].set(0.0, mode="drop"), cnt.at[idx].set(0.0, mode="drop"))
+    return q, scratch, visits

@@ -1,0 +1,77 @@
+"""Greedy-policy evaluation by vectorized rollouts, the way RL results are reported."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxq.explore import greedy
+from jaxq.vecenv import VecEnv, time_limit
+
+
+class Evaluation(NamedTuple):
+    mean_return: jax.Array
+    success_rate: jax.Array  # NaN where the env defines no success
+    mean_length: jax.Array
+    finished: jax.Array  # share of episodes that ended (terminated or truncated) within the cap
+
+
+def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int = 1000) -> Evaluation:
+    """Run ``num_episodes`` greedy episodes in parallel (ties broken at random).
+
+    Each episode runs until it terminates, hits the env's time limit, or ``max_steps``
+    (a cap for environments registered without a time limit, e.g. CliffWalking, where a
+    bad greedy policy can loop forever).
+    """
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
+        raise ValueError(f"num_episodes must be a positive int, got {num_episodes!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    venv = VecEnv(env, params, num_episodes)
+    q = jnp.asarray(q)
+    expected = (venv.num_states, venv.num_actions)
+    if q.shape != expected:
+        raise ValueError(f"q must have shape {list(expected)} for {env.name}, got {list(q.shape)}")
+    if not jnp.issubdtype(q.dtype, jnp.floating):
+        raise TypeError(f"q must be a float array, got dtype {q.dtype}")
+    key = jax.random.key(0) if key is None else key
+    return _rollouts(venv, params, q.astype(jnp.float32), key, int(min(max_steps, time_limit(params))))
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def _rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
+    """The jit-able core of ``evaluate`` (also called inside training)."""
+    n = venv.num_envs
+    k_reset, key = jax.random.split(key)
+    obs, state = venv.reset(k_reset, params)
+    zeros_f, zeros_b = jnp.zeros(n, jnp.float32), jnp.zeros(n, bool)
+
+    def cond(c):
+        return jnp.logical_and(c[0] < cap, ~jnp.all(c[5]))
+
+    def body(c):
+        t, key, obs, state, ret, done, success, length = c
+        key, k_u, k_env = jax.random.split(key, 3)
+        u = jax.random.uniform(k_u, (n, 3))
+        action = greedy(q[obs], u[:, 0])
+        obs, state, r, term, trunc, _, succ = venv.step(k_env, u[:, 1:], state, action, params)
+        live = ~done
+        ret = ret + jnp.where(live, r, 0.0)
+        length = length + live.astype(jnp.int32)
+        success = success | (live & succ)
+        done = done | (live & (term | trunc))
+        return t + 1, key, obs, state, ret, done, success, length
+
+    c = (jnp.int32(0), key, obs, state, zeros_f, zeros_b, zeros_b, jnp.zeros(n, jnp.int32))
+    _, _, _, _, ret, done, success, length = jax.lax.while_loop(cond, body, c)
+    sr = jnp.mean(success.astype(jnp.float32)) if venv.has_success else jnp.float32(jnp.nan)
+    return Evaluation(jnp.mean(ret), sr, jnp.mean(length.astype(jnp.float32)),
+                      jnp.mean(done.astype(jnp.float32)))
+
+
+def as_floats(e: Evaluation) -> dict[str, float]:
+    return {k: float(np.asarray(v)) for k, v in e._asdict().items()}

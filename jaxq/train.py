@@ -1,0 +1,450 @@
+"""The training loop: N environments, one (or two) dense Q-tables, one compiled program.
+
+``make_train(config)`` returns a pure ``train(key, hparams=None)`` whose whole loop is a
+``lax.scan`` over chunks of a ``lax.scan`` over steps, so it can be ``jit``-ed and
+``vmap``-ed over seeds and over the array leaves of ``HParams``. ``jaxq.train(config)`` is
+the convenient form: it runs the same compiled chunk from Python with a progress bar,
+checkpoints and timings.
+
+One step, for all N environments at once::
+
+    act      behaviour policy on Q[s] (epsilon-greedy or Boltzmann, random ties)
+    env      step every copy (auto-reset); the final observation is kept for bootstrapping
+    window   push (s, a, r) into an n-step window; entries whose return is complete
+             (n rewards seen, or the episode ended) get a target from the rule's bootstrap
+    combine  per-cell mean / sum of their TD errors (aggregate.py) -> Q
+    metrics  episode statistics and |TD| accumulated on device, reduced per chunk
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxq import aggregate, explore
+from jaxq.config import HParams, TrainConfig
+from jaxq.evaluate import _rollouts
+from jaxq.rules import RULES, behaviour_table, estimate, nstep_returns
+from jaxq.vecenv import VecEnv, time_limit
+
+
+class Window(NamedTuple):
+    """The last n transitions of every env, oldest first: ``[n, N]`` each."""
+
+    s: jax.Array
+    a: jax.Array
+    r: jax.Array
+    pending: jax.Array  # not yet updated, and in the current episode
+
+
+class Carry(NamedTuple):
+    q: jax.Array  # [T, S, A]
+    visits: jax.Array | None  # [T*S*A] int32, for the visit-count learning rate
+    scratch: aggregate.Scratch | None
+    env_state: Any
+    obs: jax.Array  # [N] int32
+    action: jax.Array  # [N] int32, the next action (used by SARSA)
+    window: Window
+    ep_return: jax.Array  # [N] f32
+    ep_length: jax.Array  # [N] int32
+    t: jax.Array  # update steps done (int32)
+    chunk: jax.Array  # chunks done (int32)
+    key: jax.Array
+
+
+class StepStats(NamedTuple):
+    """Additive per-chunk statistics (int32 counts are per chunk; hosts sum them exactly)."""
+
+    episodes: jax.Array
+    return_sum: jax.Array
+    length_sum: jax.Array
+    successes: jax.Array
+    abs_td_sum: jax.Array
+    td_count: jax.Array
+
+
+class Transition(NamedTuple):
+    """What one step did, per env (returned by ``Learner.step`` for tests and tools; the
+    training scan drops it, so it costs nothing there)."""
+
+    s: jax.Array
+    a: jax.Array
+    r: jax.Array
+    s_final: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    a_boot: jax.Array
+    table: jax.Array
+
+
+class TrainOutput(NamedTuple):
+    q: jax.Array  # [S, A] (or [N, S, A] with aggregation="independent")
+    metrics: dict[str, jax.Array]  # per chunk: [num_chunks] (leading learner axes if vmapped)
+    carry: Carry
+
+
+@dataclass(frozen=True)
+class Learner:
+    """The pieces shared by ``make_train`` and ``jaxq.train``."""
+
+    config: TrainConfig
+    env: Any
+    params: Any
+    venv: VecEnv
+    init: Callable[[jax.Array, HParams], Carry]
+    step: Callable[[Carry, HParams], tuple[Carry, StepStats, Transition]]
+    chunk: Callable[[Carry, HParams], tuple[Carry, dict[str, jax.Array]]]
+    estimate: Callable[[Carry], jax.Array]
+
+
+def resolve_env(config: TrainConfig):
+    """``(env, params)`` for the config; continuous envs need ``bins``."""
+    from jaxq.envs import discretize
+
+    if hasattr(discretize, "make_tabular"):
+        kw = {k: v for k, v in (("bins", config.bins), ("low", config.low), ("high", config.high))
+              if v is not None}
+        return discretize.make_tabular(config.env_id, **kw, **config.env_kwargs)
+    from jaxq.envs import make
+    return make(config.env_id, **config.env_kwargs)
+
+
+def check_table(name: str, q, num_states: int, num_actions: int) -> jax.Array:
+    """A user-given Q-table: float, shape ``[S, A]``; a clear error otherwise."""
+    if not hasattr(q, "shape") or not hasattr(q, "dtype"):
+        raise TypeError(f"{name} must be an array of shape [{num_states}, {num_actions}]")
+    if not jnp.issubdtype(q.dtype, jnp.floating):
+        raise TypeError(f"{name} must be a float array, got dtype {q.dtype}")
+    if tuple(q.shape) != (num_states, num_actions):
+        raise ValueError(f"{name} must have shape [{num_states}, {num_actions}], got {list(q.shape)}")
+    return jnp.asarray(q, jnp.float32)
+
+
+def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None) -> Learner:
+    """Validate everything that can be validated before tracing, then build the pieces.
+
+    ``q_star`` (optional) adds max|Q - Q*| to the metrics; ``init_q`` starts from a given
+    table instead of ``config.q_init`` (warm starts).
+    """
+    env, params = resolve_env(config) if env_params is None else env_params
+    if config.aggregation == "independent":
+        # each learner takes as many steps as one env of the batched run would
+        inner_cfg = config.replace(num_envs=1, aggregation="mean",
+                                   total_steps=config.plan()["iterations"])
+        inner = build_learner(inner_cfg, q_star, (env, params), init_q)
+        return _independent(config, inner)
+    venv = VecEnv(env, params, config.num_envs)
+    S, A, N, n = venv.num_states, venv.num_actions, config.num_envs, config.n_step
+    if q_star is not None:
+        q_star = check_table("q_star", q_star, S, A)
+    if init_q is not None:
+        init_q = check_table("init_q", init_q, S, A)
+    rule = RULES[config.algo]
+    T = rule.num_tables
+    C = T * S * A
+    if C >= 2**31:
+        raise ValueError(f"table of {C} cells is too large for int32 indexing")
+    dense = aggregate.use_dense(C, n * N)
+    plan = config.plan()
+    iters = plan["iterations"]
+    sched = lambda kind, a, b, frac: explore.make_schedule(kind, a, b, max(1, int(frac * iters)))  # noqa: E731
+    eval_cap = int(min(config.eval_max_steps, time_limit(params)))
+    eval_venv = VecEnv(env, params, config.eval_episodes)
+    width = 4 + (1 if rule.carries_action else 0) + (2 if T == 2 else 0)
+
+    def policy(hp: HParams, t):
+        eps = sched(config.epsilon_schedule, hp.epsilon, hp.epsilon_end, config.epsilon_decay_fraction)(t)
+        temp = sched(config.temperature_schedule, hp.temperature, hp.temperature_end,
+                     config.temperature_decay_fraction)(t)
+        if config.exploration == "epsilon_greedy":
+            select = lambda rows, ue, ua: explore.epsilon_greedy(rows, ue, ua, eps)  # noqa: E731
+            probs = lambda rows: explore.epsilon_greedy_probs(rows, eps)  # noqa: E731
+        else:
+            select = lambda rows, ue, ua: explore.boltzmann(rows, ua, temp)  # noqa: E731
+            probs = lambda rows: explore.boltzmann_probs(rows, temp)  # noqa: E731
+        return select, probs
+
+    def init(key, hp: HParams) -> Carry:
+        k_env, k_act, key = jax.random.split(key, 3)
+        obs, env_state = venv.reset(k_env, params)
+        q = (jnp.full((T, S, A), config.q_init, jnp.float32) if init_q is None
+             else jnp.broadcast_to(init_q, (T, S, A)))
+        select, _ = policy(hp, 0)
+        u = jax.random.uniform(k_act, (N, 2))
+        action = select(behaviour_table(q)[obs], u[:, 0], u[:, 1])
+        zi, zf = jnp.zeros((n, N), jnp.int32), jnp.zeros((n, N), jnp.float32)
+        return Carry(
+            q=q,
+            visits=jnp.zeros(C, jnp.int32) if config.lr_schedule == "visit" else None,
+            scratch=aggregate.init_scratch(C, dense, config.aggregation),
+            env_state=env_state, obs=obs.astype(jnp.int32), action=action,
+            window=Window(zi, zi, zf, jnp.zeros((n, N), bool)),
+            ep_return=jnp.zeros(N, jnp.float32), ep_length=jnp.zeros(N, jnp.int32),
+            t=jnp.int32(0), chunk=jnp.int32(0), key=key,
+        )
+
+    def step(c: Carry, hp: HParams) -> tuple[Carry, StepStats, Transition]:
+        key, k_u, k_env = jax.random.split(c.key, 3)
+        u = jax.random.uniform(k_u, (N, width))
+        select, probs = policy(hp, c.t)
+        q_b = behaviour_table(c.q)
+        a = c.action if rule.carries_action else select(q_b[c.obs], u[:, 0], u[:, 1])
+        obs, env_state, r, term, trunc, s_final, success = venv.step(
+            k_env, u[:, 2:4], c.env_state, a, params)
+        done = term | trunc
+        # SARSA: the next action, chosen before the update; at an episode's end the
+        # bootstrap action is drawn at the final observation instead.
+        a_next = a
+        if rule.carries_action:
+            a_next = select(q_b[obs], u[:, 4], u[:, 1])
+            a_boot = jnp.where(done, select(q_b[s_final], u[:, 0], u[:, 4]), a_next)
+        else:
+            a_boot = a
+        table = (u[:, width - 1] < 0.5).astype(jnp.int32) if T == 2 else jnp.zeros(N, jnp.int32)
+        u_tie = u[:, width - 2] if T == 2 else u[:, 0]
+        boot = rule.bootstrap(c.q, s_final, a_boot, table, u_tie, probs)
+        # n-step window: push, compute targets for complete entries
+        w = c.window
+        w = Window(
+            jnp.concatenate([w.s[1:], c.obs[None]]), jnp.concatenate([w.a[1:], a[None]]),
+            jnp.concatenate([w.r[1:], r[None]]),
+            jnp.concatenate([w.pending[1:], jnp.ones((1, N), bool)]),
+        )
+        gamma = hp.gamma
+        disc = gamma ** jnp.arange(n, 0, -1, dtype=jnp.float32)[:, None]  # gamma^(n-j)
+        target = nstep_returns(w.r, gamma) + disc * jnp.where(term, 0.0, boot)[None]
+        update = w.pending & ((jnp.arange(n) == 0)[:, None] | done[None])
+        cell = (table[None] * S + w.s) * A + w.a
+        td = target - c.q.reshape(-1)[cell]
+        idx = jnp.where(update, cell, C).reshape(-1)
+        lr = sched(config.lr_schedule if config.lr_schedule != "visit" else "constant",
+                   hp.lr, hp.lr_end, config.lr_decay_fraction)(c.t)
+        q_flat, scratch, visits = aggregate.apply_updates(
+            c.q.reshape(-1), idx, td.reshape(-1), lr, config.aggregation, dense,
+            c.scratch, c.visits, hp.visit_power)
+        w = w._replace(pending=w.pending & ~update & ~done[None])
+        ep_return = c.ep_return + r
+        ep_length = c.ep_length + 1
+        stats = StepStats(
+            episodes=jnp.sum(done, dtype=jnp.int32),
+            return_sum=jnp.sum(jnp.where(done, ep_return, 0.0)),
+            length_sum=jnp.sum(jnp.where(done, ep_length, 0), dtype=jnp.int32),
+            successes=jnp.sum(success, dtype=jnp.int32),
+            abs_td_sum=jnp.sum(jnp.where(update, jnp.abs(td), 0.0)),
+            td_count=jnp.sum(update, dtype=jnp.int32),
+        )
+        c = Carry(
+            q=q_flat.reshape(T, S, A), visits=visits, scratch=scratch, env_state=env_state,
+            obs=obs, action=a_next, window=w,
+            ep_return=jnp.where(done, 0.0, ep_return), ep_length=jnp.where(done, 0, ep_length),
+            t=c.t + 1, chunk=c.chunk, key=key,
+        )
+        return c, stats, Transition(w.s[-1], a, r, s_final, term, trunc, a_boot, table)
+
+    def chunk(c: Carry, hp: HParams):
+        def body(carry, _):
+            carry, stats = carry
+            carry, s, _ = step(carry, hp)
+            return (carry, jax.tree.map(jnp.add, stats, s)), None
+
+        zero = StepStats(jnp.int32(0), jnp.float32(0), jnp.int32(0), jnp.int32(0),
+                         jnp.float32(0), jnp.int32(0))
+        (c, stats), _ = jax.lax.scan(body, (c, zero), None, length=plan["chunk_iters"])
+        c = c._replace(chunk=c.chunk + 1)
+        q_est = estimate(c.q)
+        metrics = stats._asdict()
+        metrics["q_error"] = (jnp.max(jnp.abs(q_est - q_star)) if q_star is not None
+                              else jnp.float32(jnp.nan))
+        if config.eval_every > 0:
+            due = (c.chunk % config.eval_every == 0) | (c.chunk == plan["num_chunks"])
+            k_eval = jax.random.fold_in(c.key, c.chunk)
+            nan = jnp.float32(jnp.nan)
+            ev = jax.lax.cond(
+                due, lambda: tuple(_rollouts(eval_venv, params, q_est, k_eval, eval_cap)),
+                lambda: (nan, nan, nan, nan))
+        else:
+            ev = (jnp.float32(jnp.nan),) * 4
+        metrics.update(eval_return=ev[0], eval_success=ev[1], eval_length=ev[2])
+        return c, metrics
+
+    return Learner(config, env, params, venv, init, step, chunk, lambda c: estimate(c.q))
+
+
+def _independent(config: TrainConfig, inner: Learner) -> Learner:
+    """N single-env learners, each with its own table, as one vmapped program."""
+    N = config.num_envs
+
+    def init(key, hp):
+        return jax.vmap(inner.init, in_axes=(0, None))(jax.random.split(key, N), hp)
+
+    def chunk(c, hp):
+        c, m = jax.vmap(inner.chunk, in_axes=(0, None))(c, hp)
+        additive = set(StepStats._fields)
+        return c, {k: (jnp.sum(v, 0) if k in additive else jnp.mean(v, 0)) for k, v in m.items()}
+
+    def step(c, hp):
+        return jax.vmap(inner.step, in_axes=(0, None))(c, hp)
+
+    return Learner(config, inner.env, inner.params, VecEnv(inner.env, inner.params, N),
+                   init, step, chunk, jax.vmap(inner.estimate))
+
+
+def make_train(config: TrainConfig, q_star=None, init_q=None) -> Callable[..., TrainOutput]:
+    """A pure ``train(key, hparams=None) -> TrainOutput``: the whole run as one scan.
+
+    ``jax.jit(jax.vmap(train))(keys)`` trains one learner per key in one compiled call;
+    vmap over ``HParams`` leaves (e.g. ``config.hparams().replace(lr=lrs)``) sweeps them.
+    """
+    learner = build_learner(config, q_star, init_q=init_q)
+    num_chunks = config.plan()["num_chunks"]
+
+    def train(key, hparams: HParams | None = None) -> TrainOutput:
+        hp = config.hparams() if hparams is None else hparams
+        c = learner.init(key, hp)
+        c, metrics = jax.lax.scan(lambda c, _: learner.chunk(c, hp), c, None, length=num_chunks)
+        return TrainOutput(learner.estimate(c), metrics, c)
+
+    return train
+
+
+# ---- the convenient form -------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    """What ``jaxq.train`` returns: the final table, the per-chunk history, timings."""
+
+    q: np.ndarray  # [S, A] float32 ([N, S, A] for aggregation="independent")
+    metrics: dict[str, np.ndarray]
+    timings: dict[str, float]
+    config: TrainConfig
+    env: Any = field(repr=False, default=None)
+    params: Any = field(repr=False, default=None)
+
+    def summary(self) -> dict[str, float]:
+        """The last chunk's figures (and the last periodic evaluation)."""
+        m = self.metrics
+        out = {k: float(m[k][-1]) for k in ("env_steps", "episodes", "mean_return",
+                                            "success_rate", "mean_abs_td", "q_error")}
+        done = np.flatnonzero(~np.isnan(m["eval_return"]))
+        if done.size:
+            i = done[-1]
+            out.update(eval_return=float(m["eval_return"][i]),
+                       eval_success=float(m["eval_success"][i]),
+                       eval_length=float(m["eval_length"][i]))
+        out.update(self.timings)
+        return out
+
+
+def host_metrics(raw: dict[str, np.ndarray], start_chunk: int, config: TrainConfig) -> dict[str, np.ndarray]:
+    """Per-chunk device sums -> the reported history; counters become exact int64 totals."""
+    plan = config.plan()
+    n_chunks = len(raw["episodes"])
+    chunk_ids = np.arange(start_chunk + 1, start_chunk + n_chunks + 1, dtype=np.int64)
+    eps = raw["episodes"].astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "env_steps": chunk_ids * plan["chunk_iters"] * config.num_envs,
+            "episodes_in_chunk": eps,
+            "mean_return": raw["return_sum"] / eps,
+            "success_rate": raw["successes"] / eps,
+            "mean_length": raw["length_sum"].astype(np.float64) / eps,
+            "mean_abs_td": raw["abs_td_sum"] / raw["td_count"].astype(np.int64),
+            "q_error": np.asarray(raw["q_error"], np.float64),
+            "eval_return": np.asarray(raw["eval_return"], np.float64),
+            "eval_success": np.asarray(raw["eval_success"], np.float64),
+            "eval_length": np.asarray(raw["eval_length"], np.float64),
+        }
+
+
+def _append(history: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if not history:
+        return new
+    return {k: np.concatenate([history[k], new[k]]) for k in new}
+
+
+def train(
+    config: TrainConfig,
+    q_star=None,
+    *,
+    init_q=None,
+    progress: bool = True,
+    checkpoint_path: str | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    stop_after_chunks: int | None = None,
+) -> TrainResult:
+    """Train with a progress bar, in compiled chunks; optionally checkpoint and resume.
+
+    ``checkpoint_every`` (chunks) writes ``checkpoint_path`` atomically; ``resume=True``
+    continues from it if it exists, giving bit for bit the same final table as an
+    uninterrupted run on the same device. ``stop_after_chunks`` ends early (to test
+    interruption). Timings keep compilation apart from running.
+    """
+    from jaxq import checkpoint as ckpt
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if checkpoint_every and not checkpoint_path:
+        raise ValueError("checkpoint_every needs checkpoint_path")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be an int >= 0, got {checkpoint_every!r}")
+    plan = config.plan()
+    if plan["env_steps"] != config.total_steps:
+        warnings.warn(
+            f"total_steps={config.total_steps} rounded up to {plan['env_steps']} env steps "
+            f"({plan['num_chunks']} chunks x {plan['chunk_iters']} steps x {config.num_envs} envs)",
+            stacklevel=2,
+        )
+    learner = build_learner(config, q_star, init_q=init_q)
+    hp = config.hparams()
+    t0 = time.perf_counter()
+    init_c = jax.jit(learner.init).lower(jax.random.key(config.seed), hp).compile()
+    carry = init_c(jax.random.key(config.seed), hp)
+    chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp).compile()
+    compile_s = time.perf_counter() - t0
+    history: dict[str, np.ndarray] = {}
+    config_json = config.to_json()
+    if resume and checkpoint_path and __import__("os").path.exists(checkpoint_path):
+        carry, history = ckpt.load(checkpoint_path, carry, config_json)
+    start = int(jax.device_get(_chunks_done(carry)))
+    end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=plan["num_chunks"] * plan["chunk_iters"] * config.num_envs,
+                   initial=start * plan["chunk_iters"] * config.num_envs, unit="step",
+                   unit_scale=True, desc=f"{config.algo} {config.env_id}", leave=False)
+    run_s = 0.0
+    for i in range(start, end):
+        t1 = time.perf_counter()
+        carry, raw = chunk_c(carry, hp)
+        raw = jax.device_get(raw)
+        dt = time.perf_counter() - t1
+        run_s += dt
+        history = _append(history, host_metrics({k: np.atleast_1d(v) for k, v in raw.items()}, i, config))
+        if bar is not None:
+            bar.update(plan["chunk_iters"] * config.num_envs)
+            bar.set_postfix(ret=f"{history['mean_return'][-1]:.3f}",
+                            sps=f"{plan['chunk_iters'] * config.num_envs / dt:.3g}")
+        if checkpoint_every and ((i + 1) % checkpoint_every == 0 or i + 1 == plan["num_chunks"]):
+            ckpt.save(checkpoint_path, carry, history, config_json)
+    if bar is not None:
+        bar.close()
+    steps_run = (end - start) * plan["chunk_iters"] * config.num_envs
+    q = np.asarray(jax.device_get(learner.estimate(carry)))
+    timings = {"compile_s": compile_s, "run_s": run_s,
+               "steps_per_s": steps_run / run_s if run_s > 0 else float("nan")}
+    if history:
+        history["episodes"] = np.cumsum(history["episodes_in_chunk"])
+    return TrainResult(q, history, timings, config, learner.env, learner.params)
+
+
+def _chunks_done(carry: Carry) -> jax.Array:
+    c = carry.chunk
+    return c if c.ndim == 0 else c.reshape(-1)[0]

@@ -1,0 +1,70 @@
+"""N copies of one environment stepped at once, with the cheapest randomness available.
+
+jaxq's tabular environments are stepped from two pre-drawn uniforms per copy (one draw
+for the whole batch); any other gymnax environment gets one key per copy, as gymnax
+expects. The training loop and evaluation use this and never branch on the env type.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import spaces
+
+from jaxq.envs.base import TabularEnvironment
+
+
+class VecEnv:
+    """Static (hashable) description of a batch: the env object and the batch size.
+
+    Params are passed to every call, never stored, so that they stay traced arrays (a
+    16.7M-cell maze must not become a compile-time constant) and so that two param sets
+    never share a cached compilation by mistake.
+    """
+
+    def __init__(self, env, params, num_envs: int):
+        self.env, self.num_envs = env, int(num_envs)
+        self.fast = isinstance(env, TabularEnvironment)
+        obs_space = env.observation_space(params)
+        act_space = env.action_space(params)
+        if not isinstance(obs_space, spaces.Discrete):
+            raise ValueError(
+                f"{env.name} has a continuous observation space ({obs_space}); tabular "
+                "learning needs a discretizer: pass bins=... (and optionally low=/high=)"
+            )
+        if not isinstance(act_space, spaces.Discrete):
+            raise ValueError(f"{env.name} needs a discrete action space, got {act_space}")
+        self.num_states = int(obs_space.n)
+        self.num_actions = int(act_space.n)
+        self.has_success = self.fast
+        # uniforms this env consumes per copy per step (0: it takes keys)
+        self.num_uniforms = 2 if self.fast else 0
+
+    def __hash__(self):
+        return hash((type(self), self.env, self.num_envs))
+
+    def __eq__(self, other):
+        return type(self) is type(other) and (self.env, self.num_envs) == (other.env, other.num_envs)
+
+    def reset(self, key, params):
+        keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+
+    def step(self, key, u, state, action, params):
+        """Step every copy; ``u`` is ``[N, 2]`` uniforms for tabular envs (else unused)."""
+        if self.fast:
+            out = jax.vmap(self.env.step_from_uniforms, in_axes=(0, 0, 0, 0, None))(
+                u[:, 0], u[:, 1], state, action, params
+            )
+        else:
+            keys = jax.random.split(key, self.num_envs)
+            out = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        obs, state, reward, terminated, truncated, info = out
+        success = info["success"] if self.has_success else jnp.zeros_like(terminated)
+        return (obs.astype(jnp.int32), state, reward.astype(jnp.float32), terminated, truncated,
+                info["final_observation"].astype(jnp.int32), success)
+
+
+def time_limit(params) -> int:
+    """The episode time limit of concrete ``params`` (2**31 - 1 where none is set)."""
+    return int(getattr(params, "max_steps_in_episode", 2**31 - 1))
