@@ -1,14 +1,20 @@
 """Action selection (greedy with random ties, epsilon-greedy, Boltzmann) and schedules.
 
+Q-rows of a batch are handled as ``A`` separate columns (a tuple of ``[N]`` arrays, one
+per action) and every function below loops over actions in Python. On XLA:CPU this
+"struct of arrays" form was measured ~15x faster than reductions over a minor axis of
+size A (``jnp.argmax(q[obs], axis=1)`` and friends), because each step becomes a few
+fused, vectorised loops over N. Action counts of tabular problems are small, so the
+unrolling is cheap to compile.
+
 Every selector takes pre-drawn uniforms instead of PRNG keys: the training loop draws all
-the randomness of one step in a single ``jax.random.uniform`` call, which the design
-notes measured 2-4x faster than several key splits. All functions act on one Q-row
-``[A]``; the loop ``vmap``s them over environments.
+the randomness of one step at once, which the design notes measured 2-4x faster than
+several key splits.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,49 +24,95 @@ EXPLORATIONS = ("epsilon_greedy", "boltzmann")
 SCHEDULES = ("constant", "linear", "exponential", "cosine")
 
 Schedule = Callable[[jax.Array], jax.Array]
+Columns = Sequence[jax.Array]  # A arrays of shape [N]: Q(s_i, a) for a = 0..A-1
 
 
-def greedy(q_row: jax.Array, u: jax.Array) -> jax.Array:
+def halves(word: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Two uniforms in [0, 1) with 16 random bits each from one uint32 word: enough for
+    exploration coins and action choices, at half the random-number cost (the PRNG was a
+    large share of a training step). Environment dynamics get full words instead."""
+    scale = 1.0 / (1 << 16)
+    return ((word >> 16).astype(jnp.float32) * scale,
+            (word & 0xFFFF).astype(jnp.float32) * scale)
+
+
+def q_columns(q_flat: jax.Array, row: jax.Array, num_actions: int) -> tuple[jax.Array, ...]:
+    """``Q[row, a]`` for every action, from a flat ``[R * A]`` table (no copies of it)."""
+    base = row * num_actions
+    return tuple(q_flat[base + a] for a in range(num_actions))
+
+
+def rows_to_columns(q_rows: jax.Array) -> tuple[jax.Array, ...]:
+    """Columns of an explicit ``[..., A]`` array (for small or scalar uses)."""
+    return tuple(q_rows[..., a] for a in range(q_rows.shape[-1]))
+
+
+def col_max(cols: Columns) -> jax.Array:
+    m = cols[0]
+    for c in cols[1:]:
+        m = jnp.maximum(m, c)
+    return m
+
+
+def _uniform_index(u, n):
+    """floor(u * n) clipped to n - 1 (guards u * n rounding up to n in float32)."""
+    return jnp.minimum((u * n).astype(jnp.int32), n - 1)
+
+
+def greedy(cols: Columns, u: jax.Array) -> jax.Array:
     """argmax with ties broken uniformly at random by ``u`` in [0, 1).
 
     ``jnp.argmax`` takes the lowest index; on a zero-initialised table that is one fixed
     action everywhere, which on FrozenLake never finds the goal and changes what
     textbook experiments learn.
     """
-    is_max = q_row == jnp.max(q_row, axis=-1, keepdims=True)
-    n_max = jnp.sum(is_max, axis=-1, keepdims=True)
-    j = jnp.minimum((u[..., None] * n_max).astype(jnp.int32), n_max - 1)  # j-th maximiser
-    rank = jnp.cumsum(is_max, axis=-1) - 1
-    return jnp.argmax(is_max & (rank == j), axis=-1).astype(jnp.int32)
+    m = col_max(cols)
+    is_max = [c == m for c in cols]
+    n_max = sum(x.astype(jnp.int32) for x in is_max)
+    j = _uniform_index(u, n_max)  # take the j-th maximiser
+    action = jnp.zeros(jnp.shape(m), jnp.int32)
+    rank = jnp.full(jnp.shape(m), -1, jnp.int32)
+    for a, x in enumerate(is_max):
+        rank = rank + x.astype(jnp.int32)
+        action = jnp.where(x & (rank == j), a, action)
+    return action
 
 
-def epsilon_greedy(q_row, u_explore, u_action, epsilon) -> jax.Array:
+def epsilon_greedy(cols: Columns, u_explore, u_action, epsilon) -> jax.Array:
     """Uniform random action with probability epsilon, else greedy (random ties)."""
-    num_actions = q_row.shape[-1]
-    random_a = jnp.minimum((u_action * num_actions).astype(jnp.int32), num_actions - 1)
-    return jnp.where(u_explore < epsilon, random_a, greedy(q_row, u_action))
+    random_a = _uniform_index(u_action, len(cols))
+    return jnp.where(u_explore < epsilon, random_a, greedy(cols, u_action))
 
 
-def boltzmann(q_row, u_action, temperature) -> jax.Array:
+def boltzmann_probs(cols: Columns, temperature) -> tuple[jax.Array, ...]:
+    m = col_max(cols)
+    e = [jnp.exp((c - m) / temperature) for c in cols]
+    z = sum(e)
+    return tuple(x / z for x in e)
+
+
+def boltzmann(cols: Columns, u_action, temperature) -> jax.Array:
     """Sample from softmax(Q / temperature) by inverting the CDF with one uniform."""
-    probs = boltzmann_probs(q_row, temperature)
-    cdf = jnp.cumsum(probs, axis=-1)[..., :-1]
-    return jnp.sum(u_action[..., None] >= cdf, axis=-1).astype(jnp.int32)
+    probs = boltzmann_probs(cols, temperature)
+    cdf = jnp.zeros_like(probs[0])
+    action = jnp.zeros(jnp.shape(cdf), jnp.int32)
+    for p in probs[:-1]:
+        cdf = cdf + p
+        action = action + (u_action >= cdf).astype(jnp.int32)
+    return action
 
 
-def epsilon_greedy_probs(q_row, epsilon) -> jax.Array:
+def epsilon_greedy_probs(cols: Columns, epsilon) -> tuple[jax.Array, ...]:
     """pi(a|s) of epsilon-greedy with the greedy mass split evenly among tied maxima."""
-    num_actions = q_row.shape[-1]
-    is_max = (q_row == jnp.max(q_row, axis=-1, keepdims=True)).astype(q_row.dtype)
-    greedy_p = is_max / jnp.sum(is_max, axis=-1, keepdims=True)
-    eps = jnp.asarray(epsilon, q_row.dtype)[..., None] if jnp.ndim(epsilon) else epsilon
-    return eps / num_actions + (1.0 - eps) * greedy_p
+    m = col_max(cols)
+    is_max = [(c == m).astype(m.dtype) for c in cols]
+    n_max = sum(is_max)
+    base = epsilon / len(cols)
+    return tuple(base + (1.0 - epsilon) * x / n_max for x in is_max)
 
 
-def boltzmann_probs(q_row, temperature) -> jax.Array:
-    t = jnp.asarray(temperature, q_row.dtype)
-    t = t[..., None] if t.ndim else t
-    return jax.nn.softmax(q_row / t, axis=-1)
+def expectation(probs: Columns, cols: Columns) -> jax.Array:
+    return sum(p * c for p, c in zip(probs, cols))
 
 
 def make_schedule(kind: str, start, end, steps: int) -> Schedule:

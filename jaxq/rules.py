@@ -18,36 +18,50 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxq.explore import greedy
+from jaxq.explore import col_max, expectation, greedy, q_columns
 
-# bootstrap(q [T,S,A], s_next [N], a_next [N], table [N], u_tie [N], policy_probs) -> [N]
-Bootstrap = Callable[..., jax.Array]
+
+class Bootstrap(NamedTuple):
+    """What a rule may need at the next state s' (arrays of shape ``[N]``)."""
+
+    q_flat: jax.Array  # the tables, flat [T * S * A]
+    num_states: int
+    num_actions: int
+    s_next: jax.Array
+    a_next: jax.Array  # SARSA: the next action of the behaviour policy
+    table: jax.Array  # Double Q: which table this transition updates (0 or 1)
+    u_tie: jax.Array  # Double Q: tie-break uniform for the argmax
+    policy_probs: Callable  # columns -> behaviour probabilities (Expected SARSA)
 
 
 class Rule(NamedTuple):
     name: str
     num_tables: int  # 2 for Double Q-learning
     carries_action: bool  # SARSA: the next action is chosen before the update and then taken
-    bootstrap: Bootstrap
+    value: Callable[[Bootstrap], jax.Array]
 
 
-def _q_learning(q, s, a_next, table, u_tie, policy_probs):
-    return jnp.max(q[0, s], axis=-1)
+def _cols(b: Bootstrap, table=0):
+    return q_columns(b.q_flat, table * b.num_states + b.s_next, b.num_actions)
 
 
-def _sarsa(q, s, a_next, table, u_tie, policy_probs):
-    return q[0, s, a_next]
+def _q_learning(b: Bootstrap):
+    return col_max(_cols(b))
 
 
-def _expected_sarsa(q, s, a_next, table, u_tie, policy_probs):
-    rows = q[0, s]
-    return jnp.sum(policy_probs(rows) * rows, axis=-1)
+def _sarsa(b: Bootstrap):
+    return b.q_flat[b.s_next * b.num_actions + b.a_next]
 
 
-def _double_q(q, s, a_next, table, u_tie, policy_probs):
+def _expected_sarsa(b: Bootstrap):
+    cols = _cols(b)
+    return expectation(b.policy_probs(cols), cols)
+
+
+def _double_q(b: Bootstrap):
     """van Hasselt 2010: the updated table picks the action, the other one values it."""
-    a_star = greedy(q[table, s], u_tie)
-    return q[1 - table, s, a_star]
+    a_star = greedy(_cols(b, b.table), b.u_tie)
+    return b.q_flat[((1 - b.table) * b.num_states + b.s_next) * b.num_actions + a_star]
 
 
 RULES: dict[str, Rule] = {
@@ -67,9 +81,13 @@ def nstep_returns(rewards: jax.Array, gamma) -> jax.Array:
     return jnp.stack(out[::-1])
 
 
-def behaviour_table(q: jax.Array) -> jax.Array:
-    """The table the behaviour policy acts on: Q, or QA + QB for Double Q-learning."""
-    return q[0] if q.shape[0] == 1 else jnp.sum(q, axis=0)
+def behaviour_columns(q_flat, num_tables: int, num_states: int, num_actions: int, s):
+    """Columns of the table the behaviour policy acts on: Q, or QA + QB for Double Q
+    (summed per env, never as a whole table)."""
+    cols = q_columns(q_flat, s, num_actions)
+    if num_tables == 1:
+        return cols
+    return tuple(x + y for x, y in zip(cols, q_columns(q_flat, num_states + s, num_actions)))
 
 
 def estimate(q: jax.Array) -> jax.Array:

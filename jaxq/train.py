@@ -30,7 +30,7 @@ import numpy as np
 from jaxq import aggregate, explore
 from jaxq.config import HParams, TrainConfig
 from jaxq.evaluate import _rollouts
-from jaxq.rules import RULES, behaviour_table, estimate, nstep_returns
+from jaxq.rules import RULES, Bootstrap, behaviour_columns, estimate, nstep_returns
 from jaxq.vecenv import VecEnv, time_limit
 
 
@@ -156,19 +156,25 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     sched = lambda kind, a, b, frac: explore.make_schedule(kind, a, b, max(1, int(frac * iters)))  # noqa: E731
     eval_cap = int(min(config.eval_max_steps, time_limit(params)))
     eval_venv = VecEnv(env, params, config.eval_episodes)
-    width = 4 + (1 if rule.carries_action else 0) + (2 if T == 2 else 0)
+    # uint32 words per env per step: one for (explore, action) coins, one more for SARSA's
+    # second choice, one for Double Q's (table coin, tie-break), then the env's own.
+    agent_words = 1 + int(rule.carries_action) + int(T == 2)
+    width = agent_words + venv.num_words
 
     def policy(hp: HParams, t):
         eps = sched(config.epsilon_schedule, hp.epsilon, hp.epsilon_end, config.epsilon_decay_fraction)(t)
         temp = sched(config.temperature_schedule, hp.temperature, hp.temperature_end,
                      config.temperature_decay_fraction)(t)
         if config.exploration == "epsilon_greedy":
-            select = lambda rows, ue, ua: explore.epsilon_greedy(rows, ue, ua, eps)  # noqa: E731
-            probs = lambda rows: explore.epsilon_greedy_probs(rows, eps)  # noqa: E731
+            select = lambda cols, ue, ua: explore.epsilon_greedy(cols, ue, ua, eps)  # noqa: E731
+            probs = lambda cols: explore.epsilon_greedy_probs(cols, eps)  # noqa: E731
         else:
-            select = lambda rows, ue, ua: explore.boltzmann(rows, ua, temp)  # noqa: E731
-            probs = lambda rows: explore.boltzmann_probs(rows, temp)  # noqa: E731
+            select = lambda cols, ue, ua: explore.boltzmann(cols, ua, temp)  # noqa: E731
+            probs = lambda cols: explore.boltzmann_probs(cols, temp)  # noqa: E731
         return select, probs
+
+    def behaviour(q_flat, s):
+        return behaviour_columns(q_flat, T, S, A, s)
 
     def init(key, hp: HParams) -> Carry:
         k_env, k_act, key = jax.random.split(key, 3)
@@ -176,8 +182,8 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         q = (jnp.full((T, S, A), config.q_init, jnp.float32) if init_q is None
              else jnp.broadcast_to(init_q, (T, S, A)))
         select, _ = policy(hp, 0)
-        u = jax.random.uniform(k_act, (N, 2))
-        action = select(behaviour_table(q)[obs], u[:, 0], u[:, 1])
+        u_explore, u_action = explore.halves(jax.random.bits(k_act, (N,), jnp.uint32))
+        action = select(behaviour(q.reshape(-1), obs), u_explore, u_action)
         zi, zf = jnp.zeros((n, N), jnp.int32), jnp.zeros((n, N), jnp.float32)
         return Carry(
             q=q,
@@ -191,24 +197,26 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
 
     def step(c: Carry, hp: HParams) -> tuple[Carry, StepStats, Transition]:
         key, k_u, k_env = jax.random.split(c.key, 3)
-        u = jax.random.uniform(k_u, (N, width))
+        words = jax.random.bits(k_u, (N, width), jnp.uint32)
+        coins = [explore.halves(words[:, i]) for i in range(agent_words)]
         select, probs = policy(hp, c.t)
-        q_b = behaviour_table(c.q)
-        a = c.action if rule.carries_action else select(q_b[c.obs], u[:, 0], u[:, 1])
+        q_flat = c.q.reshape(-1)
+        a = c.action if rule.carries_action else select(behaviour(q_flat, c.obs), *coins[0])
         obs, env_state, r, term, trunc, s_final, success = venv.step(
-            k_env, u[:, 2:4], c.env_state, a, params)
+            k_env, words[:, agent_words:], c.env_state, a, params)
         done = term | trunc
         # SARSA: the next action, chosen before the update; at an episode's end the
         # bootstrap action is drawn at the final observation instead.
-        a_next = a
+        a_next = a_boot = a
         if rule.carries_action:
-            a_next = select(q_b[obs], u[:, 4], u[:, 1])
-            a_boot = jnp.where(done, select(q_b[s_final], u[:, 0], u[:, 4]), a_next)
+            a_next = select(behaviour(q_flat, obs), *coins[1])
+            a_boot = jnp.where(done, select(behaviour(q_flat, s_final), *coins[0]), a_next)
+        if T == 2:
+            u_coin, u_tie = coins[-1]
+            table = (u_coin < 0.5).astype(jnp.int32)
         else:
-            a_boot = a
-        table = (u[:, width - 1] < 0.5).astype(jnp.int32) if T == 2 else jnp.zeros(N, jnp.int32)
-        u_tie = u[:, width - 2] if T == 2 else u[:, 0]
-        boot = rule.bootstrap(c.q, s_final, a_boot, table, u_tie, probs)
+            table, u_tie = jnp.zeros(N, jnp.int32), coins[0][1]
+        boot = rule.value(Bootstrap(q_flat, S, A, s_final, a_boot, table, u_tie, probs))
         # n-step window: push, compute targets for complete entries
         w = c.window
         w = Window(
@@ -221,12 +229,12 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         target = nstep_returns(w.r, gamma) + disc * jnp.where(term, 0.0, boot)[None]
         update = w.pending & ((jnp.arange(n) == 0)[:, None] | done[None])
         cell = (table[None] * S + w.s) * A + w.a
-        td = target - c.q.reshape(-1)[cell]
+        td = target - q_flat[cell]
         idx = jnp.where(update, cell, C).reshape(-1)
         lr = sched(config.lr_schedule if config.lr_schedule != "visit" else "constant",
                    hp.lr, hp.lr_end, config.lr_decay_fraction)(c.t)
         q_flat, scratch, visits = aggregate.apply_updates(
-            c.q.reshape(-1), idx, td.reshape(-1), lr, config.aggregation, dense,
+            q_flat, idx, td.reshape(-1), lr, config.aggregation, dense,
             c.scratch, c.visits, hp.visit_power)
         w = w._replace(pending=w.pending & ~update & ~done[None])
         ep_return = c.ep_return + r

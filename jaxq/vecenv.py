@@ -37,8 +37,8 @@ class VecEnv:
         self.num_states = int(obs_space.n)
         self.num_actions = int(act_space.n)
         self.has_success = self.fast
-        # uniforms this env consumes per copy per step (0: it takes keys)
-        self.num_uniforms = 2 if self.fast else 0
+        # uint32 words this env consumes per copy per step (0: it takes keys instead)
+        self.num_words = (2 if env.random_start else 1) if self.fast else 0
 
     def __hash__(self):
         return hash((type(self), self.env, self.num_envs))
@@ -50,11 +50,12 @@ class VecEnv:
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
 
-    def step(self, key, u, state, action, params):
-        """Step every copy; ``u`` is ``[N, 2]`` uniforms for tabular envs (else unused)."""
+    def step(self, key, words, state, action, params):
+        """Step every copy; ``words`` is ``[N, num_words]`` uint32 for tabular envs."""
         if self.fast:
-            out = jax.vmap(self.env.step_from_uniforms, in_axes=(0, 0, 0, 0, None))(
-                u[:, 0], u[:, 1], state, action, params
+            bits_reset = words[:, 1] if self.num_words == 2 else jnp.zeros_like(words[:, 0])
+            out = jax.vmap(self.env.step_from_bits, in_axes=(0, 0, 0, 0, None))(
+                words[:, 0], bits_reset, state, action, params
             )
         else:
             keys = jax.random.split(key, self.num_envs)

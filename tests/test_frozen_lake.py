@@ -142,3 +142,15 @@ def test_vmapped_reset_and_step_shapes():
     acts = jnp.zeros(128, jnp.int32)
     obs, state, r, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, state, acts, params)
     assert obs.shape == (128,) and obs.dtype == jnp.int32 and r.dtype == jnp.float32
+
+
+def test_default_params_are_never_baked_into_a_shared_compilation():
+    env1, _ = jaxq.make("FrozenLake-v1", is_slippery=False, max_steps=3)
+    env2, _ = jaxq.make("FrozenLake-v1", is_slippery=False, reward_schedule=(1.0, 0.0, -5.0))
+    _, s1 = env1.reset(jax.random.key(0))
+    for t in range(3):
+        _, s1, _, _, trunc1, _ = env1.step(jax.random.key(t), s1, 0)
+    assert bool(trunc1)
+    _, s2 = env2.reset(jax.random.key(0))
+    _, s2, r2, _, trunc2, _ = env2.step(jax.random.key(0), s2, 2)  # RIGHT onto frozen: -5
+    assert float(r2) == -5.0 and not bool(trunc2)

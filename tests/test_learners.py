@@ -9,7 +9,7 @@ import pytest
 
 import jaxq
 from jaxq.config import TrainConfig
-from jaxq.explore import epsilon_greedy_probs
+from jaxq.explore import epsilon_greedy_probs, rows_to_columns
 from jaxq.train import build_learner, host_metrics, make_train, train
 
 ALGOS = ["q_learning", "sarsa", "expected_sarsa", "double_q"]
@@ -41,7 +41,7 @@ def _replay(algo, init_q, trans, lr, gamma, eps, n=1):
         if algo == "sarsa":
             return q[s2, tr.a_boot]
         if algo == "expected_sarsa":
-            p = np.asarray(epsilon_greedy_probs(jnp.asarray(q[s2], jnp.float32), eps), np.float64)
+            p = np.asarray(epsilon_greedy_probs(rows_to_columns(jnp.asarray(q[s2], jnp.float32)), eps), np.float64)
             return (p * q[s2]).sum()
         i = tr.table
         return tables[1 - i][s2, np.argmax(tables[i][s2])]

@@ -50,9 +50,27 @@ class TabularState(environment.EnvState):
 
 @struct.dataclass
 class TabularParams(environment.EnvParams):
-    """Dynamic settings; subclasses add the arrays that define a particular map."""
+    """Dynamic settings; subclasses add the arrays that define a particular map.
+
+    Episodes start uniformly in ``starts[:n_starts]`` (the array may be padded so its
+    shape does not depend on, e.g., a maze's seed).
+    """
 
     max_steps_in_episode: int = INT32_MAX
+    starts: jax.Array = None  # int32 [M]
+    n_starts: jax.Array = 1  # int32 scalar, <= M
+
+
+def bits_to_unit(bits: jax.Array) -> jax.Array:
+    """uint32 -> float32 uniform in [0, 1) with 24 random bits (exact in float32)."""
+    return (bits >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+
+
+def bits_to_index(bits: jax.Array, n) -> jax.Array:
+    """uint32 -> uniform index in [0, n); the modulo bias is below n / 2**32 (3e-3 for
+    the 12.6M start cells of a 4096 maze, 7e-8 for Taxi's 300), where a float32 uniform
+    could not even reach more than 2**24 distinct indices."""
+    return (bits % jnp.asarray(n).astype(jnp.uint32)).astype(jnp.int32)
 
 
 def check_max_steps(max_steps: Any, default: int) -> int:
@@ -72,50 +90,53 @@ def check_max_steps(max_steps: Any, default: int) -> int:
 def sample_outcome(u: jax.Array, outcomes: Outcomes) -> tuple[jax.Array, ...]:
     """Pick one of K outcomes with a single uniform ``u`` in [0, 1).
 
-    The index is the number of cumulative probabilities at or below ``u``; zero-probability
-    entries are therefore skipped. This is a few compares, far cheaper than
-    ``jax.random.choice``.
+    Outcome k is taken when ``u`` is at or above the cumulative probability of the ones
+    before it; zero-probability entries are never taken. The loop over K is unrolled into
+    element-wise selects, which XLA:CPU vectorises over the batch (a cumsum/argmax over a
+    minor axis of size K was several times slower; ``jax.random.choice`` slower still).
     """
-    k = outcomes.prob.shape[-1]
-    if k == 1:
-        idx = jnp.zeros((), jnp.int32)
-    else:
-        cdf = jnp.cumsum(outcomes.prob, axis=-1)[..., :-1]
-        idx = jnp.sum(u >= cdf, axis=-1).astype(jnp.int32)
-    pick = lambda x: jnp.take_along_axis(x, idx[..., None], axis=-1)[..., 0]  # noqa: E731
-    return (
-        pick(outcomes.next_state),
-        pick(outcomes.prob),
-        pick(outcomes.reward),
-        pick(outcomes.terminated),
-    )
+    fields = (outcomes.next_state, outcomes.prob, outcomes.reward, outcomes.terminated)
+    chosen = [f[..., 0] for f in fields]
+    cdf = outcomes.prob[..., 0]
+    for k in range(1, outcomes.prob.shape[-1]):
+        p_k = outcomes.prob[..., k]
+        take = (u >= cdf) & (p_k > 0)
+        chosen = [jnp.where(take, f[..., k], c) for f, c in zip(fields, chosen)]
+        cdf = cdf + p_k
+    return tuple(chosen)
 
 
 class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
     """Base class for finite MDPs whose observation is the integer state index.
 
-    Subclasses set ``num_states``, ``num_actions`` and ``num_outcomes`` (K, static) in
-    ``__init__`` and implement ``outcomes``, ``initial_state`` and ``default_params``;
-    they may override ``is_success`` (default: terminated with a positive reward).
+    Subclasses set ``num_states``, ``_num_actions``, ``num_outcomes`` (K) and
+    ``random_start`` (static) in ``__init__``, implement ``outcomes`` and
+    ``default_params`` (with ``starts``/``n_starts``), and may override ``is_success``
+    (default: terminated with a positive reward).
     """
 
     num_states: int
     num_outcomes: int
     env_id: str = "Tabular"
     _num_actions: int
+    random_start: bool = False  # False: start in starts[0], and draw no reset randomness
 
     # ---- what a subclass defines -------------------------------------------------
     def outcomes(self, s: jax.Array, a: jax.Array, params: TabularParams) -> Outcomes:
         """All K results of action ``a`` in state ``s`` (scalars in, ``[K]`` arrays out)."""
         raise NotImplementedError
 
-    def initial_state(self, u: jax.Array, params: TabularParams) -> jax.Array:
-        """Sample a start state from one uniform ``u`` in [0, 1)."""
-        raise NotImplementedError
+    def initial_state(self, bits: jax.Array, params: TabularParams) -> jax.Array:
+        """A start state drawn with one uint32 ``bits``: O(1), since it runs every step."""
+        if not self.random_start:
+            return params.starts[0]
+        return params.starts[bits_to_index(bits, params.n_starts)]
 
     def initial_distribution(self, params: TabularParams) -> jax.Array:
         """Probabilities ``[num_states]`` of starting in each state (for V*(start))."""
-        raise NotImplementedError
+        n = jnp.asarray(params.n_starts)
+        w = jnp.where(jnp.arange(params.starts.shape[0]) < n, 1.0 / n, 0.0)
+        return jnp.zeros(self.num_states, jnp.float32).at[params.starts].add(w)
 
     def is_success(
         self, s: jax.Array, next_state: jax.Array, reward: jax.Array, terminated: jax.Array,
@@ -161,7 +182,7 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         raise NotImplementedError("termination is per transition; use step()")
 
     def reset_env(self, key: jax.Array, params: TabularParams):
-        s = self.initial_state(jax.random.uniform(key), params).astype(jnp.int32)
+        s = self.initial_state(jax.random.bits(key, (), jnp.uint32), params).astype(jnp.int32)
         state = TabularState(time=jnp.zeros((), jnp.int32), s=s)
         return state.s, state
 
@@ -177,17 +198,19 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
 
     def step_env(self, key: jax.Array, state: TabularState, action, params):
         next_state, reward, terminated, info = self._transition(
-            jax.random.uniform(key), state, action, params
+            bits_to_unit(jax.random.bits(key, (), jnp.uint32)), state, action, params
         )
         return next_state.s, next_state, reward, terminated, info
 
-    def step_from_uniforms(self, u_step, u_reset, state: TabularState, action, params):
-        """``step`` driven by two uniforms instead of a key: the training loop's hot path,
-        which draws all randomness of a batched step in one call."""
-        next_state, reward, terminated, info = self._transition(u_step, state, action, params)
+    def step_from_bits(self, bits_step, bits_reset, state: TabularState, action, params):
+        """``step`` driven by two uint32 words instead of a key: the training loop's hot
+        path, which draws all randomness of a batched step in one call. ``bits_reset`` is
+        unused when the start is fixed (``random_start`` False)."""
+        next_state, reward, terminated, info = self._transition(
+            bits_to_unit(bits_step), state, action, params)
         truncated = next_state.time >= params.max_steps_in_episode
         done = jnp.logical_or(terminated, truncated)
-        reset_s = self.initial_state(u_reset, params).astype(jnp.int32)
+        reset_s = self.initial_state(bits_reset, params).astype(jnp.int32)
         state_out = TabularState(
             time=jnp.where(done, 0, next_state.time).astype(jnp.int32),
             s=jnp.where(done, reset_s, next_state.s),
@@ -200,10 +223,22 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         }
         return state_out.s, state_out, reward, terminated, truncated, info
 
-    @partial(jax.jit, static_argnames=("self",))
+    # ``params=None`` is resolved *outside* jit: the params are then always a traced
+    # argument, never a constant baked into a cached compilation. (With gymnax's jitted
+    # ``step(..., params=None)``, two envs that hash alike but have different default
+    # params would share one compiled step; a 16.7M-cell maze would become a constant.)
     def step(self, key: jax.Array, state: TabularState, action, params=None):
         """gymnax's step (six-tuple, auto-reset) from one random draw per call."""
-        if params is None:
-            params = self.default_params
-        u_step, u_reset = jax.random.uniform(key, (2,))
-        return self.step_from_uniforms(u_step, u_reset, state, action, params)
+        return self._step(key, state, action, self.default_params if params is None else params)
+
+    def reset(self, key: jax.Array, params=None):
+        return self._reset(key, self.default_params if params is None else params)
+
+    @partial(jax.jit, static_argnames=("self",))
+    def _step(self, key, state, action, params):
+        bits = jax.random.bits(key, (2,), jnp.uint32)
+        return self.step_from_bits(bits[0], bits[1], state, action, params)
+
+    @partial(jax.jit, static_argnames=("self",))
+    def _reset(self, key, params):
+        return self.reset_env(key, params)

@@ -61,7 +61,8 @@ class CliffWalking(TabularEnvironment):
 
     @property
     def default_params(self) -> TabularParams:
-        return TabularParams(max_steps_in_episode=self._max_steps)
+        return TabularParams(max_steps_in_episode=self._max_steps,
+                             starts=jnp.array([START], jnp.int32), n_starts=jnp.int32(1))
 
     def outcomes(self, s, a, params: TabularParams) -> Outcomes:
         s = jnp.asarray(s, jnp.int32)
@@ -75,12 +76,6 @@ class CliffWalking(TabularEnvironment):
         prob = jnp.full((k,), 1.0 / k, jnp.float32)
         return Outcomes(next_state.astype(jnp.int32), prob, reward.astype(jnp.float32),
                         next_state == GOAL)
-
-    def initial_state(self, u, params: TabularParams):
-        return jnp.int32(START)
-
-    def initial_distribution(self, params: TabularParams):
-        return jnp.zeros(self.num_states, jnp.float32).at[START].set(1.0)
 
     def is_success(self, s, next_state, reward, terminated, params):
         """Reaching the goal (not the goal row's own self-loop, which episodes never use)."""

@@ -40,7 +40,6 @@ _DC = np.array([-1, 0, 1, 0], dtype=np.int32)
 @struct.dataclass
 class FrozenLakeParams(TabularParams):
     tiles: jax.Array = None  # int32 [S]: START/FROZEN/HOLE/GOAL
-    starts: jax.Array = None  # int32 [n_starts]: start states, uniform
     success_rate: jax.Array = 1.0 / 3.0
     reward_schedule: jax.Array = None  # float32 [3]: goal, hole, frozen
     max_steps_in_episode: int = 100
@@ -88,6 +87,7 @@ class FrozenLake(TabularEnvironment):
         self._num_actions = 4
         self.num_outcomes = 3 if is_slippery else 1
         self.n_starts = n_starts
+        self.random_start = n_starts > 1
         self.env_id = env_id
         self._default_params: FrozenLakeParams | None = None
 
@@ -125,15 +125,6 @@ class FrozenLake(TabularEnvironment):
         reward = jnp.where(absorbing, 0.0, reward)
         term = jnp.where(absorbing, True, term)
         return Outcomes(ns.astype(jnp.int32), prob, reward.astype(jnp.float32), term)
-
-    def initial_state(self, u, params: FrozenLakeParams):
-        if self.n_starts == 1:
-            return params.starts[0]
-        i = jnp.minimum((u * self.n_starts).astype(jnp.int32), self.n_starts - 1)
-        return params.starts[i]
-
-    def initial_distribution(self, params: FrozenLakeParams):
-        return jnp.zeros(self.num_states, jnp.float32).at[params.starts].add(1.0 / self.n_starts)
 
     def is_success(self, s, next_state, reward, terminated, params):
         return terminated & (params.tiles[next_state] == GOAL) & (params.tiles[s] != GOAL) & (
@@ -195,6 +186,7 @@ def make_frozen_lake(
     params = FrozenLakeParams(
         tiles=jnp.asarray(tiles.reshape(-1)),
         starts=jnp.asarray(starts),
+        n_starts=jnp.int32(len(starts)),
         success_rate=jnp.float32(success_rate),
         reward_schedule=jnp.asarray(rs),
         max_steps_in_episode=check_max_steps(max_steps, _default_max_steps),

@@ -15,8 +15,8 @@ Q = 0 exactly and cost value iteration nothing.
 
 The map is drawn on the host with numpy from ``seed`` (same seed, same map): each cell
 is a wall with probability ``wall_density``, except for a random right/down path from
-the top-left to the goal, so the goal is always reachable and the shortest path is at
-most ``nrow + ncol - 2`` moves. The map lives in ``params`` (a ``[S]`` bool array), never
+the top-left to the goal, so the goal is always reachable from the top-left, in exactly
+``nrow + ncol - 2`` moves. The map lives in ``params`` (a ``[S]`` bool array), never
 in the compiled code: mazes of the same shape but different seeds share every
 compiled function.
 """
@@ -45,10 +45,8 @@ _RENDER_LIMIT = 512 * 512
 @struct.dataclass
 class MazeParams(TabularParams):
     free: jax.Array = None  # bool [S]: True where the agent may stand
-    # int32 [n]: start states, only the first n_starts used (padded to S for "uniform",
-    # so the shape does not depend on the seed and nothing recompiles per map)
-    starts: jax.Array = None
-    n_starts: jax.Array = 1  # int32 scalar
+    # starts (TabularParams) is padded to S for start="uniform", so its shape does not
+    # depend on the seed and nothing recompiles per map.
     slip: jax.Array = 0.0  # float32: probability of a perpendicular move (K = 3 envs only)
     step_reward: jax.Array = 0.0  # float32: reward of every move that does not reach the goal
     max_steps_in_episode: int = 100
@@ -66,9 +64,11 @@ def generate_maze(nrow: int, ncol: int, wall_density: float, seed: int) -> np.nd
 class Maze(TabularEnvironment):
     """A grid maze as a pure-JAX tabular environment; the map is in ``MazeParams``."""
 
-    def __init__(self, nrow: int, ncol: int, slippery: bool, env_id: str = "Maze-v0"):
+    def __init__(self, nrow: int, ncol: int, slippery: bool, random_start: bool = False,
+                 env_id: str = "Maze-v0"):
         self.nrow, self.ncol = nrow, ncol
         self.slippery = bool(slippery)
+        self.random_start = bool(random_start)
         self.num_states = nrow * ncol
         self.goal = self.num_states - 1
         self._num_actions = 4
@@ -79,7 +79,8 @@ class Maze(TabularEnvironment):
     # Equality is the static structure only (not the map), so that every maze of one
     # shape shares compiled code; the map must therefore always come through params.
     def __hash__(self):
-        return hash((type(self), self.nrow, self.ncol, self.slippery, self.env_id))
+        return hash((type(self), self.nrow, self.ncol, self.slippery, self.random_start,
+                     self.env_id))
 
     def __eq__(self, other):
         return type(self) is type(other) and hash(self) == hash(other)
@@ -108,18 +109,6 @@ class Maze(TabularEnvironment):
         else:
             prob = jnp.ones((1,), jnp.float32)
         return Outcomes(ns.astype(jnp.int32), prob, reward.astype(jnp.float32), terminated)
-
-    def initial_state(self, u, params: MazeParams):
-        # O(1): an index into the start list. u has 23 random bits (float32), so with
-        # more than 2**23 start cells only an evenly spread subset of them is drawn.
-        n = params.n_starts
-        i = jnp.minimum((u * n).astype(jnp.int32), n - 1)
-        return params.starts[i]
-
-    def initial_distribution(self, params: MazeParams):
-        n = params.n_starts
-        weight = jnp.where(jnp.arange(params.starts.shape[0]) < n, 1.0 / n, 0.0)
-        return jnp.zeros(self.num_states, jnp.float32).at[params.starts].add(weight)
 
     def _char_grid(self, params: MazeParams) -> np.ndarray:
         if self.num_states > _RENDER_LIMIT:
@@ -173,10 +162,11 @@ def make_maze(
 
     ``start``: "top_left" (the cell (0, 0)) or "uniform" (uniform over all free cells but
     the goal; values then propagate from everywhere, which makes large mazes learnable;
-    free cells walled off from the goal are included, with value <= 0). ``max_steps``
-    defaults to 4 * (nrow + ncol): at least four times the longest possible shortest
-    path (nrow + ncol - 2, the guaranteed monotone path), which leaves room for slips and
-    exploration without letting hopeless episodes run on.
+    free cells walled off from the goal are included: finding them would need a search
+    over up to 16.7M cells, and they are rare at moderate densities). ``max_steps``
+    defaults to 4 * (nrow + ncol): over four times the top-left start's shortest path
+    (exactly nrow + ncol - 2, the kept monotone path), which leaves room for slips,
+    detours and exploration without letting hopeless episodes run on.
     """
     size = check_positive_int("size", size, minimum=2, maximum=4096)
     nrow = size if nrow is None else check_positive_int("nrow", nrow, minimum=2)
@@ -204,7 +194,7 @@ def make_maze(
         starts = np.zeros(free.size, np.int32)
         starts[: cells.size] = cells
         n_starts = cells.size
-    env = Maze(nrow, ncol, slippery=slip > 0)
+    env = Maze(nrow, ncol, slippery=slip > 0, random_start=start == "uniform")
     params = MazeParams(
         free=jnp.asarray(free),
         starts=jnp.asarray(starts),

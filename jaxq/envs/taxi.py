@@ -91,7 +91,6 @@ def _select(i: jax.Array, table: np.ndarray) -> jax.Array:
 
 @struct.dataclass
 class TaxiParams(TabularParams):
-    starts: jax.Array = None  # int32 [300]: start states, uniform
     rainy_probability: jax.Array = 0.8
     max_steps_in_episode: int = 200
 
@@ -102,6 +101,7 @@ class Taxi(TabularEnvironment):
     def __init__(self, is_rainy: bool = False, rainy_probability: float = 0.8,
                  max_steps: int = 200, env_id: str = "Taxi-v4"):
         self.is_rainy = bool(is_rainy)
+        self.random_start = True
         self.num_states = NUM_STATES
         self._num_actions = 6
         self.num_outcomes = 3 if self.is_rainy else 1
@@ -121,7 +121,7 @@ class Taxi(TabularEnvironment):
     @property
     def default_params(self) -> TaxiParams:
         return TaxiParams(
-            starts=jnp.asarray(START_STATES),
+            starts=jnp.asarray(START_STATES), n_starts=jnp.int32(START_STATES.size),
             rainy_probability=jnp.float32(self._rainy_probability),
             max_steps_in_episode=self._max_steps,
         )
@@ -163,13 +163,6 @@ class Taxi(TabularEnvironment):
             prob = jnp.ones((1,), jnp.float32)
         return Outcomes(next_state.astype(jnp.int32), prob, reward.astype(jnp.float32),
                         terminated)
-
-    def initial_state(self, u, params: TaxiParams):
-        n = START_STATES.size
-        return params.starts[jnp.minimum((u * n).astype(jnp.int32), n - 1)]
-
-    def initial_distribution(self, params: TaxiParams):
-        return jnp.zeros(NUM_STATES, jnp.float32).at[params.starts].set(1.0 / START_STATES.size)
 
     def is_success(self, s, next_state, reward, terminated, params):
         """Only a delivery terminates."""
