@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxq.explore import greedy, halves, q_columns
+from jaxq.explore import greedy, halves, mask_columns, q_columns
 from jaxq.vecenv import VecEnv, time_limit
 
 
@@ -57,7 +57,10 @@ def _rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
         t, key, obs, state, ret, done, success, length = c
         key, k_u, k_env = jax.random.split(key, 3)
         words = jax.random.bits(k_u, (n, 1 + venv.num_words), jnp.uint32)
-        action = greedy(q_columns(q.reshape(-1), obs, q.shape[1]), halves(words[:, 0])[1])
+        cols = q_columns(q.reshape(-1), obs, q.shape[1])
+        if venv.has_action_mask:
+            cols = mask_columns(cols, venv.env.valid_actions(obs, params))
+        action = greedy(cols, halves(words[:, 0])[1])
         obs, state, r, term, trunc, _, succ = venv.step(k_env, words[:, 1:], state, action, params)
         live = ~done
         ret = ret + jnp.where(live, r, 0.0)

@@ -47,6 +47,15 @@ def rows_to_columns(q_rows: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(q_rows[..., a] for a in range(q_rows.shape[-1]))
 
 
+def mask_columns(cols: Columns, valid: Columns) -> tuple[jax.Array, ...]:
+    """Invalid actions become -inf: never greedy, never a bootstrap maximum."""
+    return tuple(jnp.where(v, c, -jnp.inf) for c, v in zip(cols, valid))
+
+
+def _valid_indicator(cols: Columns) -> tuple[jax.Array, ...]:
+    return tuple(jnp.where(c > -jnp.inf, 0.0, -jnp.inf) for c in cols)
+
+
 def col_max(cols: Columns) -> jax.Array:
     m = cols[0]
     for c in cols[1:]:
@@ -78,9 +87,13 @@ def greedy(cols: Columns, u: jax.Array) -> jax.Array:
     return action
 
 
-def epsilon_greedy(cols: Columns, u_explore, u_action, epsilon) -> jax.Array:
-    """Uniform random action with probability epsilon, else greedy (random ties)."""
-    random_a = _uniform_index(u_action, len(cols))
+def epsilon_greedy(cols: Columns, u_explore, u_action, epsilon, masked: bool = False) -> jax.Array:
+    """Uniform random action with probability epsilon, else greedy (random ties).
+
+    With ``masked`` columns (-inf = invalid), the random action is uniform over the
+    valid ones."""
+    random_a = (greedy(_valid_indicator(cols), u_action) if masked
+                else _uniform_index(u_action, len(cols)))
     return jnp.where(u_explore < epsilon, random_a, greedy(cols, u_action))
 
 
@@ -102,17 +115,23 @@ def boltzmann(cols: Columns, u_action, temperature) -> jax.Array:
     return action
 
 
-def epsilon_greedy_probs(cols: Columns, epsilon) -> tuple[jax.Array, ...]:
-    """pi(a|s) of epsilon-greedy with the greedy mass split evenly among tied maxima."""
+def epsilon_greedy_probs(cols: Columns, epsilon, masked: bool = False) -> tuple[jax.Array, ...]:
+    """pi(a|s) of epsilon-greedy with the greedy mass split evenly among tied maxima
+    (and the exploration mass over valid actions only, for ``masked`` columns)."""
     m = col_max(cols)
     is_max = [(c == m).astype(m.dtype) for c in cols]
     n_max = sum(is_max)
-    base = epsilon / len(cols)
-    return tuple(base + (1.0 - epsilon) * x / n_max for x in is_max)
+    if masked:
+        valid = [(c > -jnp.inf).astype(m.dtype) for c in cols]
+        base = [epsilon * v / sum(valid) for v in valid]
+    else:
+        base = [epsilon / len(cols)] * len(cols)
+    return tuple(b + (1.0 - epsilon) * x / n_max for b, x in zip(base, is_max))
 
 
 def expectation(probs: Columns, cols: Columns) -> jax.Array:
-    return sum(p * c for p, c in zip(probs, cols))
+    """sum_a pi(a) Q(a), skipping zero-probability (possibly -inf, masked) actions."""
+    return sum(jnp.where(p > 0, p * c, 0.0) for p, c in zip(probs, cols))
 
 
 def make_schedule(kind: str, start, end, steps: int) -> Schedule:

@@ -32,6 +32,7 @@ class Bootstrap(NamedTuple):
     table: jax.Array  # Double Q: which table this transition updates (0 or 1)
     u_tie: jax.Array  # Double Q: tie-break uniform for the argmax
     policy_probs: Callable  # columns -> behaviour probabilities (Expected SARSA)
+    mask: Callable  # (columns, s) -> columns with invalid actions at -inf (or unchanged)
 
 
 class Rule(NamedTuple):
@@ -42,7 +43,7 @@ class Rule(NamedTuple):
 
 
 def _cols(b: Bootstrap, table=0):
-    return q_columns(b.q_flat, table * b.num_states + b.s_next, b.num_actions)
+    return b.mask(q_columns(b.q_flat, table * b.num_states + b.s_next, b.num_actions), b.s_next)
 
 
 def _q_learning(b: Bootstrap):
@@ -83,7 +84,7 @@ def nstep_returns(rewards: jax.Array, gamma) -> jax.Array:
 
 def behaviour_columns(q_flat, num_tables: int, num_states: int, num_actions: int, s):
     """Columns of the table the behaviour policy acts on: Q, or QA + QB for Double Q
-    (summed per env, never as a whole table)."""
+    (summed per env, never as a whole table). Unmasked."""
     cols = q_columns(q_flat, s, num_actions)
     if num_tables == 1:
         return cols

@@ -166,15 +166,20 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         temp = sched(config.temperature_schedule, hp.temperature, hp.temperature_end,
                      config.temperature_decay_fraction)(t)
         if config.exploration == "epsilon_greedy":
-            select = lambda cols, ue, ua: explore.epsilon_greedy(cols, ue, ua, eps)  # noqa: E731
-            probs = lambda cols: explore.epsilon_greedy_probs(cols, eps)  # noqa: E731
+            select = lambda cols, ue, ua: explore.epsilon_greedy(cols, ue, ua, eps, masked)  # noqa: E731
+            probs = lambda cols: explore.epsilon_greedy_probs(cols, eps, masked)  # noqa: E731
         else:
             select = lambda cols, ue, ua: explore.boltzmann(cols, ua, temp)  # noqa: E731
             probs = lambda cols: explore.boltzmann_probs(cols, temp)  # noqa: E731
         return select, probs
 
+    masked = venv.has_action_mask
+
+    def mask(cols, s):
+        return explore.mask_columns(cols, env.valid_actions(s, params)) if masked else cols
+
     def behaviour(q_flat, s):
-        return behaviour_columns(q_flat, T, S, A, s)
+        return mask(behaviour_columns(q_flat, T, S, A, s), s)
 
     def init(key, hp: HParams) -> Carry:
         k_env, k_act, key = jax.random.split(key, 3)
@@ -216,7 +221,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             table = (u_coin < 0.5).astype(jnp.int32)
         else:
             table, u_tie = jnp.zeros(N, jnp.int32), coins[0][1]
-        boot = rule.value(Bootstrap(q_flat, S, A, s_final, a_boot, table, u_tie, probs))
+        boot = rule.value(Bootstrap(q_flat, S, A, s_final, a_boot, table, u_tie, probs, mask))
         # n-step window: push, compute targets for complete entries
         w = c.window
         w = Window(

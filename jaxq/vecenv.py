@@ -38,7 +38,8 @@ class VecEnv:
         self.num_actions = int(act_space.n)
         self.has_success = self.fast
         # uint32 words this env consumes per copy per step (0: it takes keys instead)
-        self.num_words = (2 if env.random_start else 1) if self.fast else 0
+        self.num_words = env.words_per_step if self.fast else 0
+        self.has_action_mask = self.fast and env.has_action_mask
 
     def __hash__(self):
         return hash((type(self), self.env, self.num_envs))

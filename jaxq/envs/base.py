@@ -120,6 +120,15 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
     env_id: str = "Tabular"
     _num_actions: int
     random_start: bool = False  # False: start in starts[0], and draw no reset randomness
+    # Optional features, static so that envs without them pay nothing:
+    has_action_mask: bool = False  # valid_actions() restricts some states' actions
+    noisy_reward: bool = False  # reward_noise() adds zero-mean noise to sampled rewards
+
+    @property
+    def words_per_step(self) -> int:
+        """uint32 words one step consumes: the outcome, plus one for a random reset or
+        reward noise (an env may not need both)."""
+        return 2 if (self.random_start or self.noisy_reward) else 1
 
     # ---- what a subclass defines -------------------------------------------------
     def outcomes(self, s: jax.Array, a: jax.Array, params: TabularParams) -> Outcomes:
@@ -137,6 +146,15 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         n = jnp.asarray(params.n_starts)
         w = jnp.where(jnp.arange(params.starts.shape[0]) < n, 1.0 / n, 0.0)
         return jnp.zeros(self.num_states, jnp.float32).at[params.starts].add(w)
+
+    def valid_actions(self, s: jax.Array, params: TabularParams) -> tuple[jax.Array, ...]:
+        """Per action, whether it may be taken in ``s`` (only if ``has_action_mask``)."""
+        raise NotImplementedError
+
+    def reward_noise(self, bits: jax.Array, s, a, params: TabularParams) -> jax.Array:
+        """Zero-mean noise added to a sampled reward (only if ``noisy_reward``); the
+        model keeps the mean, which is all value iteration needs."""
+        raise NotImplementedError
 
     def is_success(
         self, s: jax.Array, next_state: jax.Array, reward: jax.Array, terminated: jax.Array,
@@ -208,6 +226,8 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         unused when the start is fixed (``random_start`` False)."""
         next_state, reward, terminated, info = self._transition(
             bits_to_unit(bits_step), state, action, params)
+        if self.noisy_reward:
+            reward = reward + self.reward_noise(bits_reset, state.s, action, params)
         truncated = next_state.time >= params.max_steps_in_episode
         done = jnp.logical_or(terminated, truncated)
         reset_s = self.initial_state(bits_reset, params).astype(jnp.int32)
