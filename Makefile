@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m jaxq.demo
+	$(PY) -m jaxq train --env FrozenLake8x8-v1 --out runs/frozenlake8x8
 
 test: $(STAMP)
 	$(PY) -m pytest -q

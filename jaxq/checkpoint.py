@@ -56,11 +56,27 @@ def save(path: str, carry, history: dict[str, np.ndarray], config_json: str) -> 
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
+        _fsync_dir(directory)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load(path: str, template_carry, config_json: str) -> tuple[Any, dict[str, np.ndarray]]:
@@ -73,7 +89,7 @@ def load(path: str, template_carry, config_json: str) -> tuple[Any, dict[str, np
         raise
     except Exception as e:  # truncated zip, bad header, pickled content...
         raise ValueError(f"corrupt checkpoint {path!r}: {type(e).__name__}: {e}") from None
-    if str(arrays.get("format", "")) != FORMAT or "digest" not in arrays:
+    if str(arrays.get("format", "")) != FORMAT or "digest" not in arrays or "config" not in arrays:
         raise ValueError(f"corrupt checkpoint {path!r}: not a {FORMAT} file")
     digest = str(arrays.pop("digest"))
     if _digest(arrays) != digest:

@@ -18,6 +18,7 @@ One step, for all N environments at once::
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -342,6 +343,8 @@ class TrainResult:
     def summary(self) -> dict[str, float]:
         """The last chunk's figures (and the last periodic evaluation)."""
         m = self.metrics
+        if not m:
+            return dict(self.timings)
         out = {k: float(m[k][-1]) for k in ("env_steps", "episodes", "mean_return",
                                             "success_rate", "mean_abs_td", "q_error")}
         done = np.flatnonzero(~np.isnan(m["eval_return"]))
@@ -416,15 +419,19 @@ def train(
         )
     learner = build_learner(config, q_star, init_q=init_q)
     hp = config.hparams()
-    t0 = time.perf_counter()
-    init_c = jax.jit(learner.init).lower(jax.random.key(config.seed), hp).compile()
-    carry = init_c(jax.random.key(config.seed), hp)
-    chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp).compile()
-    compile_s = time.perf_counter() - t0
+    key = jax.random.key(config.seed)
     history: dict[str, np.ndarray] = {}
     config_json = config.to_json()
-    if resume and checkpoint_path and __import__("os").path.exists(checkpoint_path):
-        carry, history = ckpt.load(checkpoint_path, carry, config_json)
+    carry = None
+    if resume and checkpoint_path and os.path.exists(checkpoint_path):
+        # before compiling: a corrupt or foreign checkpoint is reported at once
+        carry, history = ckpt.load(checkpoint_path, jax.eval_shape(learner.init, key, hp),
+                                   config_json)
+    t0 = time.perf_counter()
+    if carry is None:
+        carry = jax.jit(learner.init).lower(key, hp).compile()(key, hp)
+    chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp).compile()
+    compile_s = time.perf_counter() - t0
     start = int(jax.device_get(_chunks_done(carry)))
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)
     bar = None

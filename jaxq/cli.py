@@ -1,0 +1,470 @@
+"""``jaxq``: train, evaluate and list environments from the command line.
+
+The ``train`` flags are generated from ``TrainConfig``'s fields (``snake_case`` field ->
+``--kebab-case`` flag), and a flag not given is simply not passed, so the defaults, the
+names and the validation all stay the library's: a bad value is reported with
+``TrainConfig``'s own message. Every user error exits with code 2 and one line
+``jaxq: error: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+import warnings
+from typing import Any, Callable, NoReturn, Sequence
+
+import numpy as np
+
+from jaxq.config import AGGREGATIONS, ALGOS, LR_SCHEDULES, STRATEGIES, TrainConfig
+from jaxq.explore import EXPLORATIONS, SCHEDULES
+
+PROG = "jaxq"
+MAX_QSTAR_CELLS = 2**22  # value iteration for Q* only below this many (s, a) cells
+CHECKPOINT = "checkpoint.npz"
+
+# Flags whose name is not the field's; env_kwargs is the repeated --env-kwarg.
+_RENAMED = {"env_id": "env"}
+_CHOICES = {
+    "algo": ALGOS, "aggregation": AGGREGATIONS, "lr_schedule": LR_SCHEDULES,
+    "epsilon_schedule": SCHEDULES, "temperature_schedule": SCHEDULES,
+    "exploration": EXPLORATIONS, "strategy": STRATEGIES,
+}
+_HELP = {
+    "env_id": "environment id (see `jaxq envs`; gymnax ids work too)",
+    "algo": "TD rule",
+    "n_step": "n-step returns",
+    "num_envs": "parallel environments",
+    "total_steps": "env steps summed over all environments (rounded up to whole chunks)",
+    "gamma": "discount",
+    "lr": "learning rate at the start of the schedule",
+    "lr_schedule": "learning-rate schedule; visit = 1 / n(s,a)^visit-power",
+    "lr_end": "learning rate at the end of the decay",
+    "lr_decay_fraction": "share of the run over which the learning rate decays",
+    "visit_power": "exponent of the visit-count learning rate",
+    "exploration": "behaviour policy",
+    "epsilon": "epsilon at the start",
+    "epsilon_schedule": "epsilon schedule",
+    "epsilon_end": "epsilon at the end of the decay",
+    "epsilon_decay_fraction": "share of the run over which epsilon decays",
+    "temperature": "Boltzmann temperature at the start",
+    "temperature_schedule": "temperature schedule",
+    "temperature_end": "temperature at the end of the decay",
+    "temperature_decay_fraction": "share of the run over which the temperature decays",
+    "aggregation": "how TD errors for one (s, a) in one batched step combine; "
+                   "independent = one table per environment",
+    "q_init": "initial value of every Q entry",
+    "seed": "random seed",
+    "num_chunks": "compiled chunks (granularity of progress, evaluation, checkpoints)",
+    "eval_every": "greedy evaluation every N chunks (0: none)",
+    "eval_episodes": "episodes per greedy evaluation",
+    "eval_max_steps": "step cap of an evaluation episode (envs without a time limit)",
+    "strategy": "parallelisation strategy",
+    "bins": "discretizer for continuous gymnax envs: an int, or a JSON list per dimension",
+    "low": "discretizer lower bound: a number or a JSON list per dimension",
+    "high": "discretizer upper bound: a number or a JSON list per dimension",
+}
+
+
+class CliError(Exception):
+    """A user error: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see '{self.prog} --help')")
+
+
+def _fail(message: Any) -> NoReturn:
+    text = " ".join(str(message).split()) or type(message).__name__
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# ---- value parsing: loose on the CLI side, so that TrainConfig does the validating ----
+
+def _json_or_str(text: str) -> Any:
+    """``true``, ``0.5``, ``8``, ``[1,2]`` as JSON; anything else (``8x8``) as a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _int_like(text: str) -> Any:
+    """An int where the text is one (``1_000_000`` and ``1e6`` included); otherwise the
+    number or string as written, for TrainConfig to reject with its own message."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        x = float(text)
+    except ValueError:
+        return text
+    return int(x) if math.isfinite(x) and x.is_integer() else x
+
+
+def _float_like(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_env_kwargs(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--env-kwarg`` values: ``["map_name=8x8", "is_slippery=false"]`` ->
+    ``{"map_name": "8x8", "is_slippery": False}``."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise CliError(f"--env-kwarg must be KEY=VALUE with KEY a name, got {item!r}")
+        if key in out:
+            raise CliError(f"--env-kwarg {key} given twice")
+        out[key] = _json_or_str(value)
+    return out
+
+
+def _flag(name: str) -> str:
+    return "--" + _RENAMED.get(name, name).replace("_", "-")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; unset flags are absent from the namespace."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "env_kwargs":
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind: Callable[[str], Any] = (
+            _int_like if type(default) is int else _float_like if type(default) is float
+            else str if type(default) is str else _json_or_str)
+        parts = [_HELP.get(f.name, f.name.replace("_", " "))]
+        if f.name in _CHOICES:
+            parts.append("one of " + ", ".join(_CHOICES[f.name]))
+        parts.append(f"default: {'none' if default is None else default}")
+        metavar = {_int_like: "N", _float_like: "X", _json_or_str: "JSON"}.get(kind, "NAME")
+        p.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS,
+                       metavar="ID" if f.name == "env_id" else metavar, help="; ".join(parts))
+        if f.name == "env_id":
+            p.add_argument("--env-kwarg", dest="env_kwargs", action="append", metavar="KEY=VALUE",
+                           default=argparse.SUPPRESS,
+                           help="environment keyword argument (repeatable); VALUE is JSON "
+                                "where it parses (true, 0.5, [1,2]), else a string")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the parsed flags describe (library validation, library messages)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    if "env_kwargs" in given:
+        given["env_kwargs"] = parse_env_kwargs(given["env_kwargs"])
+    try:
+        return TrainConfig(**given)
+    except (ValueError, TypeError) as e:
+        raise CliError(e) from None
+
+
+# ---- helpers -----------------------------------------------------------------------
+
+def _resolve_env(config: TrainConfig):
+    from jaxq.train import resolve_env
+
+    try:
+        return resolve_env(config)
+    except (ValueError, TypeError) as e:
+        raise CliError(e) from None
+
+
+def _json_safe(x: Any) -> Any:
+    """Arrays -> lists, NaN/inf -> null, numpy scalars -> Python numbers."""
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _json_safe(x.tolist())
+    if isinstance(x, np.generic):
+        return _json_safe(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _write_json(path: str, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(_json_safe(obj), f, allow_nan=False)
+        f.write("\n")
+
+
+def _write_config(out: str, config: TrainConfig) -> None:
+    with open(os.path.join(out, "config.json"), "w") as f:
+        f.write(config.to_json() + "\n")
+
+
+def _q_star(env, params, gamma: float):
+    """Q* by value iteration for small tabular jaxq envs; None otherwise."""
+    import jaxq
+    from jaxq.envs.base import TabularEnvironment
+
+    if not isinstance(env, TabularEnvironment):
+        return None
+    if env.observation_space(params).n * env.num_actions > MAX_QSTAR_CELLS:
+        return None
+    return np.asarray(jaxq.value_iteration(jaxq.tabular_model(env, params), gamma))
+
+
+def _plot(path: str, metrics: dict[str, np.ndarray], title: str, has_success: bool) -> bool:
+    """Return and success rate against env steps; False (silently) where matplotlib is
+    not installed. Envs without a notion of success get the return panel only."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    x = metrics["env_steps"]
+    fig = Figure(figsize=(10 if has_success else 5, 4), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if has_success else 1, squeeze=False)[0]
+    ax_r = axes[0]
+    ev = ~np.isnan(metrics["eval_return"])
+    ax_r.plot(x, metrics["mean_return"], label="training episodes")
+    if ev.any():
+        ax_r.plot(x[ev], metrics["eval_return"][ev], "o-", label="greedy evaluation")
+    fig.suptitle(title)
+    ax_r.set(xlabel="env steps", ylabel="mean return")
+    ax_r.legend()
+    if has_success:
+        ax_s = axes[1]
+        ax_s.plot(x, metrics["success_rate"], label="training episodes")
+        if ev.any():
+            ax_s.plot(x[ev], metrics["eval_success"][ev], "o-", label="greedy evaluation")
+        ax_s.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02))
+        ax_s.legend()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    """``warnings.showwarning`` for the CLI: one line, no source location."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _fmt(x: float | None, spec: str = ".4f") -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+# ---- commands ----------------------------------------------------------------------
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Validate, train (with Q* tracked where it is cheap), write the outputs, report."""
+    import jax
+
+    import jaxq
+    from jaxq.evaluate import as_floats
+
+    config = config_from_args(args)
+    env, params = _resolve_env(config)
+    out = args.out
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+    ckpt = os.path.join(out, CHECKPOINT)
+    resuming = args.resume and os.path.exists(ckpt)
+    if args.resume and not resuming:
+        print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
+    if not resuming:  # a resume with other flags must not clobber the interrupted run's
+        _write_config(out, config)
+
+    q_star = _q_star(env, params, config.gamma)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            result = jaxq.train(
+                config, q_star, progress=not args.no_progress,
+                checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
+                checkpoint_every=args.checkpoint_every, resume=args.resume)
+        except (ValueError, TypeError) as e:  # validation, corrupt or foreign checkpoint
+            raise CliError(e) from None
+
+    q = np.asarray(result.q, np.float32)
+    # the final greedy evaluation; with independent tables, learner 0's
+    q_eval = q[0] if q.ndim == 3 else q
+    key = jax.random.key(config.seed)
+    evaluate = lambda table: as_floats(jaxq.evaluate(  # noqa: E731
+        result.env, result.params, table, config.eval_episodes, key, config.eval_max_steps))
+    trained = evaluate(q_eval)
+    optimal = evaluate(q_star) if q_star is not None else None
+    q_error = float(np.max(np.abs(q - q_star))) if q_star is not None else None
+
+    np.save(os.path.join(out, "q.npy"), q)
+    _write_config(out, config)
+    _write_json(os.path.join(out, "metrics.json"), {
+        "history": result.metrics, "summary": result.summary(), "timings": result.timings,
+        "final_evaluation": {"trained": trained, "optimal": optimal, "max_abs_q_error": q_error},
+    })
+    plotted = _plot(os.path.join(out, "learning_curve.png"), result.metrics,
+                    f"{config.algo} on {config.env_id}", not math.isnan(trained["success_rate"]))
+
+    s, t = result.summary(), result.timings
+    who = " (learner 0)" if q.ndim == 3 else ""
+    rows = [
+        ("env steps", f"{int(s['env_steps']):,}"),
+        ("episodes", f"{int(s['episodes']):,}"),
+        ("wall time", f"{t['compile_s']:.2f} s compile + {t['run_s']:.2f} s run"),
+        ("steps/s", _fmt(t["steps_per_s"], ".3g")),
+        ("", f"{'trained' + who:<22}" + ("optimal (Q*)" if optimal else "")),
+        ("greedy mean return", f"{_fmt(trained['mean_return']):<22}"
+                               + (_fmt(optimal["mean_return"]) if optimal else "")),
+        ("greedy success rate", f"{_fmt(trained['success_rate'], '.3f'):<22}"
+                                + (_fmt(optimal["success_rate"], ".3f") if optimal else "")),
+    ]
+    if q_error is not None:
+        rows.append(("max|Q - Q*|", _fmt(q_error, ".4g")))
+    print(f"{config.algo} on {config.env_id}: {config.num_envs} envs, greedy evaluation over "
+          f"{config.eval_episodes} episodes (cap {config.eval_max_steps} steps)")
+    for name, value in rows:
+        print(f"  {name:<21}{value}".rstrip())
+    written = "q.npy, metrics.json, config.json" + (", learning_curve.png" if plotted else "")
+    print(f"wrote {written} to {out}")
+    return 0
+
+
+def load_table(path: str) -> np.ndarray:
+    """A saved Q-table, or a CliError saying why it cannot be used."""
+    try:
+        q = np.load(path, allow_pickle=False)
+    except Exception as e:  # missing, unreadable, not .npy, pickled
+        raise CliError(f"cannot read --q {path!r}: {e}") from None
+    if not isinstance(q, np.ndarray):
+        q.close()
+        raise CliError(f"--q {path!r} is an .npz archive; expected a .npy array")
+    return q
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """The greedy policy of a saved table, evaluated the way training reports it."""
+    import jax
+
+    import jaxq
+    from jaxq.evaluate import as_floats
+    from jaxq.train import check_table
+
+    fields = {"env_id": args.env, "env_kwargs": parse_env_kwargs(args.env_kwargs)}
+    fields.update({k: getattr(args, k) for k in ("bins", "low", "high")
+                   if getattr(args, k) is not None})
+    try:
+        config = TrainConfig(**fields)
+    except (ValueError, TypeError) as e:
+        raise CliError(e) from None
+    env, params = _resolve_env(config)
+    q = load_table(args.q)
+    if q.ndim == 3:
+        if not 0 <= args.learner < q.shape[0]:
+            raise CliError(f"--learner must be in [0, {q.shape[0] - 1}] for a table of shape "
+                           f"{list(q.shape)}, got {args.learner}")
+        q = q[args.learner]
+    try:
+        check_table("--q", q, env.observation_space(params).n, env.action_space(params).n)
+        ev = as_floats(jaxq.evaluate(env, params, q, args.episodes,
+                                     jax.random.key(args.seed), args.max_steps))
+    except (ValueError, TypeError) as e:
+        raise CliError(e) from None
+    print(f"{env.name}: greedy policy of {args.q} over {args.episodes} episodes")
+    for name, key, spec in (("mean return", "mean_return", ".4f"),
+                            ("success rate", "success_rate", ".3f"),
+                            ("mean length", "mean_length", ".1f"),
+                            ("finished", "finished", ".3f")):
+        print(f"  {name:<14}{_fmt(ev[key], spec)}")
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from jaxq.envs import env_specs
+
+    specs = env_specs()
+    width = max(len(s.env_id) for s in specs) + 2
+    for s in specs:
+        print(f"{s.env_id:<{width}}{s.description}")
+    print("gymnax ids are accepted too; continuous ones need --bins (e.g. CartPole-v1).")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    """Delegates to ``jaxq.bench.main(argv)`` where that module exists (an int it returns
+    is the exit code)."""
+    if importlib.util.find_spec("jaxq.bench") is None:
+        print(f"{PROG}: bench is not available: this jaxq has no jaxq.bench module",
+              file=sys.stderr)
+        return 1
+    from jaxq import bench
+
+    code = bench.main(extra)
+    return code if isinstance(code, int) else 0
+
+
+# ---- entry point -------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxq import __version__
+
+    p = _Parser(prog=PROG, allow_abbrev=False, description="Tabular Q-learning in pure JAX.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", allow_abbrev=False, help="train a table and write DIR/{q.npy,...}",
+                       description="Train; write q.npy, metrics.json, config.json and "
+                                   "learning_curve.png to --out.")
+    _add_config_flags(t)
+    t.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                   help=f"write DIR/{CHECKPOINT} every K chunks (default: 0, never)")
+    t.add_argument("--resume", action="store_true",
+                   help=f"continue from DIR/{CHECKPOINT} (same flags as the interrupted run)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", allow_abbrev=False, help="evaluate a saved table's greedy policy")
+    e.add_argument("--env", required=True, metavar="ID", help="environment id")
+    e.add_argument("--env-kwarg", dest="env_kwargs", action="append", metavar="KEY=VALUE",
+                   help="environment keyword argument (repeatable), as for train")
+    e.add_argument("--q", required=True, metavar="PATH", help="a .npy table [S, A] (or [N, S, A])")
+    e.add_argument("--episodes", type=int, default=1000, help="episodes (default: 1000)")
+    e.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    e.add_argument("--max-steps", type=int, default=TrainConfig.eval_max_steps,
+                   help=f"step cap of an episode (default: {TrainConfig.eval_max_steps})")
+    e.add_argument("--learner", type=int, default=0,
+                   help="which table of an [N, S, A] file (default: 0)")
+    for name in ("bins", "low", "high"):
+        e.add_argument(f"--{name}", type=_json_or_str, metavar=name.upper(), help=_HELP[name])
+    e.set_defaults(func=cmd_eval)
+
+    sub.add_parser("envs", help="list jaxq's environment ids").set_defaults(func=cmd_envs)
+    sub.add_parser("bench", add_help=False, help="throughput benchmark (if jaxq.bench exists)",
+                   ).set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``jaxq`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code and
+    raises ``SystemExit(2)`` on a user error."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        if args.command == "bench":
+            return cmd_bench(args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args.func(args)
+    except CliError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
