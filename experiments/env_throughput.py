@@ -123,8 +123,10 @@ def env_counts(max_envs: int, base: int = 4) -> list[int]:
 Runner = tuple[Callable[[int], tuple[Any, Any]], float | None]
 
 
-def _jax_runner(init: Callable, body: Callable, params: Any, num_envs: int, seed: int) -> Runner:
+def _jax_runner(init: Callable, body: Callable, params: Any, num_envs: int, seed: int,
+                prepare: Callable | None = None) -> Runner:
     """Compile ``T`` steps of ``body`` over a carry from ``init``; T is a runtime arg.
+    ``prepare(params)`` runs once per call, outside the loop (as a training chunk does).
 
     Each run continues from where the previous one stopped (as the NumPy runner does), so
     timed runs see steady-state episodes, not N copies all fresh from a reset."""
@@ -132,10 +134,12 @@ def _jax_runner(init: Callable, body: Callable, params: Any, num_envs: int, seed
     import jax.numpy as jnp
 
     def run(state, key, params, num_steps):
+        aux = prepare(params) if prepare is not None else None
+
         def loop(_, c):
             state, key, ret, eps = c
             key, k = jax.random.split(key)
-            state, r, done = body(k, state, params)
+            state, r, done = body(k, state, params, aux)
             return state, key, ret + r, eps + done.astype(jnp.int32)
 
         zero_f, zero_i = jnp.zeros(num_envs, jnp.float32), jnp.zeros(num_envs, jnp.int32)
@@ -172,14 +176,15 @@ def jaxq_runner(env, params, num_envs: int, seed: int) -> Runner:
     def init(key, params):
         return venv.reset(key, params)[1]
 
-    def body(key, state, params):
+    def body(key, state, params, aux):
         k_u, k_env = jax.random.split(key) if not venv.fast else (key, None)
-        words = jax.random.bits(k_u, (num_envs, 1 + venv.num_words), jnp.uint32)
-        action = bits_to_index(words[:, 0], A)
-        _, state, r, term, trunc, _, _ = venv.step(k_env, words[:, 1:], state, action, params)
+        words = jax.random.bits(k_u, (1 + venv.num_words, num_envs), jnp.uint32)
+        action = bits_to_index(words[0], A)
+        _, state, r, term, trunc, _, _ = venv.step(k_env, words[1:], state, action, params,
+                                                   aux)
         return state, r, term | trunc
 
-    return _jax_runner(init, body, params, num_envs, seed)
+    return _jax_runner(init, body, params, num_envs, seed, prepare=venv.prepare)
 
 
 def gymnax_runner(env, params, num_envs: int, seed: int) -> Runner:
@@ -193,7 +198,7 @@ def gymnax_runner(env, params, num_envs: int, seed: int) -> Runner:
         keys = jax.random.split(key, num_envs)
         return jax.vmap(env.reset, in_axes=(0, None))(keys, params)[1]
 
-    def body(key, state, params):
+    def body(key, state, params, aux):
         k_a, k_step = jax.random.split(key)
         u = jax.random.uniform(k_a, (num_envs,))
         action = jnp.minimum((u * A).astype(jnp.int32), A - 1)

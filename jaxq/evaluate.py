@@ -46,6 +46,7 @@ def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int 
 def _rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
     """The jit-able core of ``evaluate`` (also called inside training)."""
     n = venv.num_envs
+    tables = venv.prepare(params)
     k_reset, key = jax.random.split(key)
     obs, state = venv.reset(k_reset, params)
     zeros_f, zeros_b = jnp.zeros(n, jnp.float32), jnp.zeros(n, bool)
@@ -56,12 +57,13 @@ def _rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
     def body(c):
         t, key, obs, state, ret, done, success, length = c
         key, k_u, k_env = jax.random.split(key, 3)
-        words = jax.random.bits(k_u, (n, 1 + venv.num_words), jnp.uint32)
+        words = jax.random.bits(k_u, (1 + venv.num_words, n), jnp.uint32)
         cols = q_columns(q.reshape(-1), obs, q.shape[1])
         if venv.has_action_mask:
             cols = mask_columns(cols, venv.env.valid_actions(obs, params))
-        action = greedy(cols, halves(words[:, 0])[1])
-        obs, state, r, term, trunc, _, succ = venv.step(k_env, words[:, 1:], state, action, params)
+        action = greedy(cols, halves(words[0])[1])
+        obs, state, r, term, trunc, _, succ = venv.step(k_env, words[1:], state, action, params,
+                                                        tables)
         live = ~done
         ret = ret + jnp.where(live, r, 0.0)
         length = length + live.astype(jnp.int32)

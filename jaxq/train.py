@@ -176,20 +176,24 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
 
     masked = venv.has_action_mask
 
-    def mask(cols, s):
-        return explore.mask_columns(cols, env.valid_actions(s, params)) if masked else cols
+    def mask(cols, s, ep):
+        return explore.mask_columns(cols, env.valid_actions(s, ep)) if masked else cols
 
-    def behaviour(q_flat, s):
-        return mask(behaviour_columns(q_flat, T, S, A, s), s)
+    def behaviour(q_flat, s, ep):
+        return mask(behaviour_columns(q_flat, T, S, A, s), s, ep)
 
-    def init(key, hp: HParams) -> Carry:
+    # Env params are an argument (default: the config's), never a closed-over constant:
+    # a 16.7M-cell maze must not be baked into the program, and callers may vmap over
+    # params (e.g. many maps) like over seeds.
+    def init(key, hp: HParams, ep=None) -> Carry:
+        ep = params if ep is None else ep
         k_env, k_act, key = jax.random.split(key, 3)
-        obs, env_state = venv.reset(k_env, params)
+        obs, env_state = venv.reset(k_env, ep)
         q = (jnp.full((T, S, A), config.q_init, jnp.float32) if init_q is None
              else jnp.broadcast_to(init_q, (T, S, A)))
         select, _ = policy(hp, 0)
         u_explore, u_action = explore.halves(jax.random.bits(k_act, (N,), jnp.uint32))
-        action = select(behaviour(q.reshape(-1), obs), u_explore, u_action)
+        action = select(behaviour(q.reshape(-1), obs, ep), u_explore, u_action)
         zi, zf = jnp.zeros((n, N), jnp.int32), jnp.zeros((n, N), jnp.float32)
         return Carry(
             q=q,
@@ -201,28 +205,31 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             t=jnp.int32(0), chunk=jnp.int32(0), key=key,
         )
 
-    def step(c: Carry, hp: HParams) -> tuple[Carry, StepStats, Transition]:
+    def step(c: Carry, hp: HParams, ep=None, tables=None) -> tuple[Carry, StepStats, Transition]:
+        ep = params if ep is None else ep
+        tables = venv.prepare(ep) if tables is None else tables
         key, k_u, k_env = jax.random.split(c.key, 3)
-        words = jax.random.bits(k_u, (N, width), jnp.uint32)
-        coins = [explore.halves(words[:, i]) for i in range(agent_words)]
+        words = jax.random.bits(k_u, (width, N), jnp.uint32)  # rows: contiguous per use
+        coins = [explore.halves(words[i]) for i in range(agent_words)]
         select, probs = policy(hp, c.t)
         q_flat = c.q.reshape(-1)
-        a = c.action if rule.carries_action else select(behaviour(q_flat, c.obs), *coins[0])
+        a = c.action if rule.carries_action else select(behaviour(q_flat, c.obs, ep), *coins[0])
         obs, env_state, r, term, trunc, s_final, success = venv.step(
-            k_env, words[:, agent_words:], c.env_state, a, params)
+            k_env, words[agent_words:], c.env_state, a, ep, tables)
         done = term | trunc
         # SARSA: the next action, chosen before the update; at an episode's end the
         # bootstrap action is drawn at the final observation instead.
         a_next = a_boot = a
         if rule.carries_action:
-            a_next = select(behaviour(q_flat, obs), *coins[1])
-            a_boot = jnp.where(done, select(behaviour(q_flat, s_final), *coins[0]), a_next)
+            a_next = select(behaviour(q_flat, obs, ep), *coins[1])
+            a_boot = jnp.where(done, select(behaviour(q_flat, s_final, ep), *coins[0]), a_next)
         if T == 2:
             u_coin, u_tie = coins[-1]
             table = (u_coin < 0.5).astype(jnp.int32)
         else:
             table, u_tie = jnp.zeros(N, jnp.int32), coins[0][1]
-        boot = rule.value(Bootstrap(q_flat, S, A, s_final, a_boot, table, u_tie, probs, mask))
+        boot = rule.value(Bootstrap(q_flat, S, A, s_final, a_boot, table, u_tie, probs,
+                                    lambda cols, s: mask(cols, s, ep)))
         # n-step window: push, compute targets for complete entries
         w = c.window
         w = Window(
@@ -261,10 +268,13 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         )
         return c, stats, Transition(w.s[-1], a, r, s_final, term, trunc, a_boot, table)
 
-    def chunk(c: Carry, hp: HParams):
+    def chunk(c: Carry, hp: HParams, ep=None):
+        ep = params if ep is None else ep
+        tables = venv.prepare(ep)  # loop-invariant: once per chunk, not per step
+
         def body(carry, _):
             carry, stats = carry
-            carry, s, _ = step(carry, hp)
+            carry, s, _ = step(carry, hp, ep, tables)
             return (carry, jax.tree.map(jnp.add, stats, s)), None
 
         zero = StepStats(jnp.int32(0), jnp.float32(0), jnp.int32(0), jnp.int32(0),
@@ -280,7 +290,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             k_eval = jax.random.fold_in(c.key, c.chunk)
             nan = jnp.float32(jnp.nan)
             ev = jax.lax.cond(
-                due, lambda: tuple(_rollouts(eval_venv, params, q_est, k_eval, eval_cap)),
+                due, lambda: tuple(_rollouts(eval_venv, ep, q_est, k_eval, eval_cap)),
                 lambda: (nan, nan, nan, nan))
         else:
             ev = (jnp.float32(jnp.nan),) * 4
@@ -294,34 +304,37 @@ def _independent(config: TrainConfig, inner: Learner) -> Learner:
     """N single-env learners, each with its own table, as one vmapped program."""
     N = config.num_envs
 
-    def init(key, hp):
-        return jax.vmap(inner.init, in_axes=(0, None))(jax.random.split(key, N), hp)
+    def init(key, hp, ep=None):
+        return jax.vmap(inner.init, in_axes=(0, None, None))(jax.random.split(key, N), hp, ep)
 
-    def chunk(c, hp):
-        c, m = jax.vmap(inner.chunk, in_axes=(0, None))(c, hp)
+    def chunk(c, hp, ep=None):
+        c, m = jax.vmap(inner.chunk, in_axes=(0, None, None))(c, hp, ep)
         additive = set(StepStats._fields)
         return c, {k: (jnp.sum(v, 0) if k in additive else jnp.mean(v, 0)) for k, v in m.items()}
 
-    def step(c, hp):
-        return jax.vmap(inner.step, in_axes=(0, None))(c, hp)
+    def step(c, hp, ep=None):
+        return jax.vmap(inner.step, in_axes=(0, None, None))(c, hp, ep)
 
     return Learner(config, inner.env, inner.params, VecEnv(inner.env, inner.params, N),
                    init, step, chunk, jax.vmap(inner.estimate))
 
 
 def make_train(config: TrainConfig, q_star=None, init_q=None) -> Callable[..., TrainOutput]:
-    """A pure ``train(key, hparams=None) -> TrainOutput``: the whole run as one scan.
+    """A pure ``train(key, hparams=None, env_params=None) -> TrainOutput``: the whole
+    run as one scan.
 
     ``jax.jit(jax.vmap(train))(keys)`` trains one learner per key in one compiled call;
-    vmap over ``HParams`` leaves (e.g. ``config.hparams().replace(lr=lrs)``) sweeps them.
+    vmap over ``HParams`` leaves (e.g. ``config.hparams().replace(lr=lrs)``) sweeps them,
+    and over env params (same shapes, e.g. maps of one size) trains on many MDPs at once.
     """
     learner = build_learner(config, q_star, init_q=init_q)
     num_chunks = config.plan()["num_chunks"]
 
-    def train(key, hparams: HParams | None = None) -> TrainOutput:
+    def train(key, hparams: HParams | None = None, env_params=None) -> TrainOutput:
         hp = config.hparams() if hparams is None else hparams
-        c = learner.init(key, hp)
-        c, metrics = jax.lax.scan(lambda c, _: learner.chunk(c, hp), c, None, length=num_chunks)
+        ep = learner.params if env_params is None else env_params
+        c = learner.init(key, hp, ep)
+        c, metrics = jax.lax.scan(lambda c, _: learner.chunk(c, hp, ep), c, None, length=num_chunks)
         return TrainOutput(learner.estimate(c), metrics, c)
 
     return train
@@ -423,14 +436,15 @@ def train(
     history: dict[str, np.ndarray] = {}
     config_json = config.to_json()
     carry = None
+    ep = learner.params
     if resume and checkpoint_path and os.path.exists(checkpoint_path):
         # before compiling: a corrupt or foreign checkpoint is reported at once
-        carry, history = ckpt.load(checkpoint_path, jax.eval_shape(learner.init, key, hp),
+        carry, history = ckpt.load(checkpoint_path, jax.eval_shape(learner.init, key, hp, ep),
                                    config_json)
     t0 = time.perf_counter()
     if carry is None:
-        carry = jax.jit(learner.init).lower(key, hp).compile()(key, hp)
-    chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp).compile()
+        carry = jax.jit(learner.init).lower(key, hp, ep).compile()(key, hp, ep)
+    chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep).compile()
     compile_s = time.perf_counter() - t0
     start = int(jax.device_get(_chunks_done(carry)))
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)
@@ -443,7 +457,7 @@ def train(
     run_s = 0.0
     for i in range(start, end):
         t1 = time.perf_counter()
-        carry, raw = chunk_c(carry, hp)
+        carry, raw = chunk_c(carry, hp, ep)
         raw = jax.device_get(raw)
         dt = time.perf_counter() - t1
         run_s += dt

@@ -51,12 +51,18 @@ class VecEnv:
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
 
-    def step(self, key, words, state, action, params):
-        """Step every copy; ``words`` is ``[N, num_words]`` uint32 for tabular envs."""
+    def prepare(self, params):
+        """Per-chunk precomputation (loop-invariant): the tabulated dynamics of a small
+        tabular env, or None."""
+        return self.env.step_tables(params) if self.fast else None
+
+    def step(self, key, words, state, action, params, tables=None):
+        """Step every copy; ``words`` is ``[num_words, N]`` uint32 for tabular envs
+        (else unused, the copies get keys split from ``key``); ``tables`` from ``prepare``."""
         if self.fast:
-            bits_reset = words[:, 1] if self.num_words == 2 else jnp.zeros_like(words[:, 0])
-            out = jax.vmap(self.env.step_from_bits, in_axes=(0, 0, 0, 0, None))(
-                words[:, 0], bits_reset, state, action, params
+            bits_reset = words[1] if self.num_words == 2 else jnp.zeros_like(words[0])
+            out = jax.vmap(self.env.step_from_bits, in_axes=(0, 0, 0, 0, None, None))(
+                words[0], bits_reset, state, action, params, tables
             )
         else:
             keys = jax.random.split(key, self.num_envs)

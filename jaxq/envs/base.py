@@ -106,6 +106,27 @@ def sample_outcome(u: jax.Array, outcomes: Outcomes) -> tuple[jax.Array, ...]:
     return tuple(chosen)
 
 
+class StepTables(NamedTuple):
+    """All outcomes of all (s, a), tabulated once per compiled chunk, so that a batched
+    step is a few gathers instead of K recomputed outcomes (used for small models).
+
+    ``cdf[k]`` is ``[S*A]``: the cumulative probability of outcomes < k+1, accumulated
+    in the same order as ``sample_outcome`` so both paths pick the same outcome for the
+    same random bits. The other fields are flat ``[S*A*K]``.
+    """
+
+    cdf: tuple[jax.Array, ...]
+    next_state: jax.Array
+    prob: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    success: jax.Array
+
+
+# Tabulate the dynamics for the step when the model has at most this many entries.
+STEP_TABLE_LIMIT = 1 << 20
+
+
 class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
     """Base class for finite MDPs whose observation is the integer state index.
 
@@ -220,12 +241,47 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         )
         return next_state.s, next_state, reward, terminated, info
 
-    def step_from_bits(self, bits_step, bits_reset, state: TabularState, action, params):
+    def step_tables(self, params: TabularParams) -> StepTables | None:
+        """The tabulated dynamics when the model is small enough, else None."""
+        if self.num_states * self._num_actions * self.num_outcomes > STEP_TABLE_LIMIT:
+            return None
+        S, A, K = self.num_states, self._num_actions, self.num_outcomes
+        s = jnp.repeat(jnp.arange(S, dtype=jnp.int32), A)
+        a = jnp.tile(jnp.arange(A, dtype=jnp.int32), S)
+        o = jax.vmap(lambda s, a: self.outcomes(s, a, params))(s, a)  # [S*A, K]
+        succ = jax.vmap(lambda s, ns, r, t: self.is_success(s, ns, r, t, params))(
+            jnp.repeat(s, K), o.next_state.reshape(-1), o.reward.reshape(-1),
+            o.terminated.reshape(-1))
+        cdf, cdfs = o.prob[:, 0], []
+        for k in range(1, K):
+            cdfs.append(jnp.where(o.prob[:, k] > 0, cdf, 2.0))  # 2.0: never reached
+            cdf = cdf + o.prob[:, k]
+        return StepTables(tuple(cdfs), o.next_state.reshape(-1).astype(jnp.int32),
+                          o.prob.reshape(-1), o.reward.reshape(-1).astype(jnp.float32),
+                          o.terminated.reshape(-1), succ.reshape(-1))
+
+    def _lookup(self, tables: StepTables, u, state: TabularState, action):
+        row = state.s * self._num_actions + jnp.asarray(action, jnp.int32)
+        k = jnp.zeros_like(row)
+        for j, c in enumerate(tables.cdf, start=1):  # the last outcome reached, as sample_outcome
+            k = jnp.where(u >= c[row], j, k)
+        o = row * self.num_outcomes + k
+        next_state = TabularState(time=state.time + 1, s=tables.next_state[o])
+        info = {"prob": tables.prob[o], "success": tables.success[o]}
+        return next_state, tables.reward[o], tables.terminated[o], info
+
+    def step_from_bits(self, bits_step, bits_reset, state: TabularState, action, params,
+                       tables: StepTables | None = None):
         """``step`` driven by two uint32 words instead of a key: the training loop's hot
         path, which draws all randomness of a batched step in one call. ``bits_reset`` is
-        unused when the start is fixed (``random_start`` False)."""
-        next_state, reward, terminated, info = self._transition(
-            bits_to_unit(bits_step), state, action, params)
+        unused when the start is fixed (``random_start`` False). With ``tables`` (from
+        ``step_tables``) the outcome is looked up instead of computed."""
+        if tables is None:
+            next_state, reward, terminated, info = self._transition(
+                bits_to_unit(bits_step), state, action, params)
+        else:
+            next_state, reward, terminated, info = self._lookup(
+                tables, bits_to_unit(bits_step), state, action)
         if self.noisy_reward:
             reward = reward + self.reward_noise(bits_reset, state.s, action, params)
         truncated = next_state.time >= params.max_steps_in_episode
