@@ -180,7 +180,8 @@ def jaxq_runner(env, params, num_envs: int, seed: int) -> Runner:
         k_u, k_env = jax.random.split(key) if not venv.fast else (key, None)
         words = jax.random.bits(k_u, (1 + venv.num_words, num_envs), jnp.uint32)
         action = bits_to_index(words[0], A)
-        _, state, r, term, trunc, _, _ = venv.step(k_env, words[1:], state, action, params,
+        env_keys = None if venv.fast else jax.random.split(k_env, num_envs)
+        _, state, r, term, trunc, _, _ = venv.step(env_keys, words[1:], state, action, params,
                                                    aux)
         return state, r, term | trunc
 

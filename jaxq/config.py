@@ -22,7 +22,7 @@ from jaxq.explore import EXPLORATIONS, SCHEDULES
 ALGOS = ("q_learning", "sarsa", "expected_sarsa", "double_q")
 AGGREGATIONS = ("mean", "sum", "independent")
 LR_SCHEDULES = SCHEDULES + ("visit",)
-STRATEGIES = ("single",)
+STRATEGIES = ("single", "replicated", "sharded", "async")
 INT32_MAX = 2**31 - 1
 
 
@@ -100,7 +100,12 @@ class TrainConfig:
     eval_every: int = 10  # chunks; 0 disables periodic greedy evaluation
     eval_episodes: int = 1000
     eval_max_steps: int = 1000  # cap for envs registered without a time limit
+    # where it runs: single | replicated | sharded | async (strategies.py); sync_every:
+    # replicated/sharded apply combined updates every k steps, async refreshes the
+    # actors' table snapshot every k steps; num_devices: None = every device JAX sees
     strategy: str = "single"
+    sync_every: int = 1
+    num_devices: int | None = None
     # discretizer for continuous gymnax environments
     bins: Any = None
     low: Any = None
@@ -140,6 +145,15 @@ class TrainConfig:
         _int("eval_episodes", self.eval_episodes, 1, INT32_MAX)
         _int("eval_max_steps", self.eval_max_steps, 1, INT32_MAX)
         _choice("strategy", self.strategy, STRATEGIES)
+        _int("sync_every", self.sync_every, 1, INT32_MAX)
+        if self.num_devices is not None:
+            _int("num_devices", self.num_devices, 1)
+        if self.strategy == "single" and self.num_devices not in (None, 1):
+            raise ValueError("num_devices needs a multi-device strategy: replicated, sharded or async")
+        if self.strategy == "single" and self.sync_every != 1:
+            raise ValueError("sync_every needs strategy replicated, sharded or async")
+        if self.strategy != "single" and self.aggregation == "independent":
+            raise ValueError("aggregation='independent' runs on one device (strategy 'single')")
         steps_per_chunk = self.num_envs * self.plan()["chunk_iters"]
         if steps_per_chunk > INT32_MAX:
             raise ValueError(

@@ -62,8 +62,9 @@ def _rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
         if venv.has_action_mask:
             cols = mask_columns(cols, venv.env.valid_actions(obs, params))
         action = greedy(cols, halves(words[0])[1])
-        obs, state, r, term, trunc, _, succ = venv.step(k_env, words[1:], state, action, params,
-                                                        tables)
+        env_keys = None if venv.fast else jax.random.split(k_env, n)
+        obs, state, r, term, trunc, _, succ = venv.step(env_keys, words[1:], state, action,
+                                                        params, tables)
         live = ~done
         ret = ret + jnp.where(live, r, 0.0)
         length = length + live.astype(jnp.int32)

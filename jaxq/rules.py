@@ -13,23 +13,22 @@ bootstrap; truncated ones (time-outs) do, from the final observation.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxq.explore import col_max, expectation, greedy, q_columns
+from jaxq.explore import col_max, expectation, greedy
 
 
 class Bootstrap(NamedTuple):
     """What a rule may need at the next state s' (arrays of shape ``[N]``)."""
 
-    q_flat: jax.Array  # the tables, flat [T * S * A]
-    num_states: int
-    num_actions: int
+    table: Any  # a strategies.LocalTable (or a mesh variant): how Q is read
+    q: jax.Array  # the tables, flat as the strategy stores them
     s_next: jax.Array
     a_next: jax.Array  # SARSA: the next action of the behaviour policy
-    table: jax.Array  # Double Q: which table this transition updates (0 or 1)
+    which: jax.Array  # Double Q: which table this transition updates (0 or 1)
     u_tie: jax.Array  # Double Q: tie-break uniform for the argmax
     policy_probs: Callable  # columns -> behaviour probabilities (Expected SARSA)
     mask: Callable  # (columns, s) -> columns with invalid actions at -inf (or unchanged)
@@ -42,8 +41,8 @@ class Rule(NamedTuple):
     value: Callable[[Bootstrap], jax.Array]
 
 
-def _cols(b: Bootstrap, table=0):
-    return b.mask(q_columns(b.q_flat, table * b.num_states + b.s_next, b.num_actions), b.s_next)
+def _cols(b: Bootstrap, which=0):
+    return b.mask(b.table.columns(b.q, which, b.s_next), b.s_next)
 
 
 def _q_learning(b: Bootstrap):
@@ -51,7 +50,7 @@ def _q_learning(b: Bootstrap):
 
 
 def _sarsa(b: Bootstrap):
-    return b.q_flat[b.s_next * b.num_actions + b.a_next]
+    return b.table.value(b.q, 0, b.s_next, b.a_next)
 
 
 def _expected_sarsa(b: Bootstrap):
@@ -61,8 +60,8 @@ def _expected_sarsa(b: Bootstrap):
 
 def _double_q(b: Bootstrap):
     """van Hasselt 2010: the updated table picks the action, the other one values it."""
-    a_star = greedy(_cols(b, b.table), b.u_tie)
-    return b.q_flat[((1 - b.table) * b.num_states + b.s_next) * b.num_actions + a_star]
+    a_star = greedy(_cols(b, b.which), b.u_tie)
+    return b.table.value(b.q, 1 - b.which, b.s_next, a_star)
 
 
 RULES: dict[str, Rule] = {
@@ -80,15 +79,6 @@ def nstep_returns(rewards: jax.Array, gamma) -> jax.Array:
     for j in range(n - 2, -1, -1):
         out.append(rewards[j] + gamma * out[-1])
     return jnp.stack(out[::-1])
-
-
-def behaviour_columns(q_flat, num_tables: int, num_states: int, num_actions: int, s):
-    """Columns of the table the behaviour policy acts on: Q, or QA + QB for Double Q
-    (summed per env, never as a whole table). Unmasked."""
-    cols = q_columns(q_flat, s, num_actions)
-    if num_tables == 1:
-        return cols
-    return tuple(x + y for x, y in zip(cols, q_columns(q_flat, num_states + s, num_actions)))
 
 
 def estimate(q: jax.Array) -> jax.Array:

@@ -27,11 +27,14 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxq import aggregate, explore
 from jaxq.config import HParams, TrainConfig
 from jaxq.evaluate import _rollouts
-from jaxq.rules import RULES, Bootstrap, behaviour_columns, estimate, nstep_returns
+from jaxq import strategies
+from jaxq.explore import q_columns
+from jaxq.rules import RULES, Bootstrap, estimate, nstep_returns
 from jaxq.vecenv import VecEnv, time_limit
 
 
@@ -44,10 +47,22 @@ class Window(NamedTuple):
     pending: jax.Array  # not yet updated, and in the current episode
 
 
+class Pending(NamedTuple):
+    """TD errors buffered between synchronisations (``sync_every`` > 1): ``[k, n, N]``."""
+
+    t: jax.Array
+    s: jax.Array
+    a: jax.Array
+    td: jax.Array
+    mask: jax.Array
+
+
 class Carry(NamedTuple):
-    q: jax.Array  # [T, S, A]
-    visits: jax.Array | None  # [T*S*A] int32, for the visit-count learning rate
-    scratch: aggregate.Scratch | None
+    q: jax.Array  # [T, S, A] (S padded to the device count when sharded)
+    visits: jax.Array | None  # [T, S, A] int32, for the visit-count learning rate
+    scratch: aggregate.Scratch | None  # [T, S, A] accumulators of the sparse mean path
+    q_actor: jax.Array | None  # [T, S, A]: the actors' stale snapshot (strategy "async")
+    pending: Pending | None
     env_state: Any
     obs: jax.Array  # [N] int32
     action: jax.Array  # [N] int32, the next action (used by SARSA)
@@ -127,11 +142,13 @@ def check_table(name: str, q, num_states: int, num_actions: int) -> jax.Array:
     return jnp.asarray(q, jnp.float32)
 
 
-def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None) -> Learner:
+def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None,
+                  mesh=None) -> Learner:
     """Validate everything that can be validated before tracing, then build the pieces.
 
     ``q_star`` (optional) adds max|Q - Q*| to the metrics; ``init_q`` starts from a given
-    table instead of ``config.q_init`` (warm starts).
+    table instead of ``config.q_init`` (warm starts); ``mesh`` overrides the devices of a
+    multi-device strategy (default: ``config.num_devices`` of ``jax.devices()``).
     """
     env, params = resolve_env(config) if env_params is None else env_params
     if config.aggregation == "independent":
@@ -148,12 +165,24 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         init_q = check_table("init_q", init_q, S, A)
     rule = RULES[config.algo]
     T = rule.num_tables
-    C = T * S * A
-    if C >= 2**31:
-        raise ValueError(f"table of {C} cells is too large for int32 indexing")
-    dense = aggregate.use_dense(C, n * N)
+    strategy = config.strategy
+    on_mesh = strategy != "single"
+    if on_mesh and mesh is None:
+        mesh = strategies.make_mesh(config.num_devices)
+    D = mesh.devices.size if on_mesh else 1
+    if N % D:
+        raise ValueError(f"num_envs={N} must be divisible by the number of devices ({D}) "
+                         f"for strategy {strategy!r}")
+    M = N // D  # envs per device
+    S_pad = strategies.padded_states(S, strategy, D)
+    if T * S_pad * A >= 2**31:
+        raise ValueError(f"table of {T * S_pad * A} cells is too large for int32 indexing")
+    table = strategies.make_table(strategy, T, S_pad, A, D)
+    local_venv = VecEnv(env, params, M)
     plan = config.plan()
     iters = plan["iterations"]
+    sync_every = config.sync_every
+    buffered = strategy in ("replicated", "sharded") and sync_every > 1
     sched = lambda kind, a, b, frac: explore.make_schedule(kind, a, b, max(1, int(frac * iters)))  # noqa: E731
     eval_cap = int(min(config.eval_max_steps, time_limit(params)))
     eval_venv = VecEnv(env, params, config.eval_episodes)
@@ -161,6 +190,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     # second choice, one for Double Q's (table coin, tie-break), then the env's own.
     agent_words = 1 + int(rule.carries_action) + int(T == 2)
     width = agent_words + venv.num_words
+    masked = venv.has_action_mask
 
     def policy(hp: HParams, t):
         eps = sched(config.epsilon_schedule, hp.epsilon, hp.epsilon_end, config.epsilon_decay_fraction)(t)
@@ -174,13 +204,37 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             probs = lambda cols: explore.boltzmann_probs(cols, temp)  # noqa: E731
         return select, probs
 
-    masked = venv.has_action_mask
-
     def mask(cols, s, ep):
         return explore.mask_columns(cols, env.valid_actions(s, ep)) if masked else cols
 
     def behaviour(q_flat, s, ep):
-        return mask(behaviour_columns(q_flat, T, S, A, s), s, ep)
+        """The behaviour policy's columns: Q, or QA + QB for Double Q (per env)."""
+        cols = table.columns(q_flat, 0, s)
+        if T == 2:
+            cols = tuple(x + y for x, y in zip(cols, table.columns(q_flat, 1, s)))
+        return mask(cols, s, ep)
+
+    def spec(tree, leading):
+        """PartitionSpecs for a carry: table-shaped leaves by strategy, env leaves by
+        their env axis (``leading`` = axes before it), scalars replicated."""
+        return jax.tree.map(lambda x: P(*([None] * leading), strategies.AXIS), tree)
+
+    carry_specs = None
+    if on_mesh:
+        tspec = strategies.table_spec(strategy)
+
+        def carry_spec(c: Carry) -> Carry:
+            return Carry(
+                q=tspec, visits=None if c.visits is None else tspec,
+                scratch=None if c.scratch is None else aggregate.Scratch(tspec, tspec),
+                q_actor=None if c.q_actor is None else tspec,
+                pending=None if c.pending is None else spec(c.pending, 2),
+                env_state=spec(c.env_state, 0), obs=P(strategies.AXIS),
+                action=P(strategies.AXIS), window=spec(c.window, 1),
+                ep_return=P(strategies.AXIS), ep_length=P(strategies.AXIS),
+                t=P(), chunk=P(), key=P(),
+            )
+        carry_specs = carry_spec
 
     # Env params are an argument (default: the config's), never a closed-over constant:
     # a 16.7M-cell maze must not be baked into the program, and callers may vmap over
@@ -189,66 +243,100 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         ep = params if ep is None else ep
         k_env, k_act, key = jax.random.split(key, 3)
         obs, env_state = venv.reset(k_env, ep)
-        q = (jnp.full((T, S, A), config.q_init, jnp.float32) if init_q is None
-             else jnp.broadcast_to(init_q, (T, S, A)))
+        q = jnp.full((T, S_pad, A), config.q_init, jnp.float32)
+        if init_q is not None:
+            q = q.at[:, :S].set(init_q)
         select, _ = policy(hp, 0)
         u_explore, u_action = explore.halves(jax.random.bits(k_act, (N,), jnp.uint32))
-        action = select(behaviour(q.reshape(-1), obs, ep), u_explore, u_action)
+        cols = q_columns(q[0].reshape(-1), obs, A)
+        if T == 2:
+            cols = tuple(2 * c for c in cols)
+        action = select(mask(cols, obs, ep), u_explore, u_action)
         zi, zf = jnp.zeros((n, N), jnp.int32), jnp.zeros((n, N), jnp.float32)
-        return Carry(
+        zeros = lambda dt: jnp.zeros((T, S_pad, A), dt)  # noqa: E731
+        pend = None
+        if buffered:
+            zp = lambda dt: jnp.zeros((sync_every, n, N), dt)  # noqa: E731
+            pend = Pending(zp(jnp.int32), zp(jnp.int32), zp(jnp.int32), zp(jnp.float32), zp(bool))
+        c = Carry(
             q=q,
-            visits=jnp.zeros(C, jnp.int32) if config.lr_schedule == "visit" else None,
-            scratch=aggregate.init_scratch(C, dense, config.aggregation),
+            visits=zeros(jnp.int32) if config.lr_schedule == "visit" else None,
+            scratch=(aggregate.Scratch(zeros(jnp.float32), zeros(jnp.float32))
+                     if config.aggregation == "mean" and not aggregate.use_dense(
+                         table.cells, n * N) else None),
+            q_actor=q if strategy == "async" else None,
+            pending=pend,
             env_state=env_state, obs=obs.astype(jnp.int32), action=action,
             window=Window(zi, zi, zf, jnp.zeros((n, N), bool)),
             ep_return=jnp.zeros(N, jnp.float32), ep_length=jnp.zeros(N, jnp.int32),
             t=jnp.int32(0), chunk=jnp.int32(0), key=key,
         )
+        if on_mesh:
+            c = jax.lax.with_sharding_constraint(
+                c, jax.tree.map(lambda sp: NamedSharding(mesh, sp), carry_specs(c)))
+        return c
 
-    def step(c: Carry, hp: HParams, ep=None, tables=None) -> tuple[Carry, StepStats, Transition]:
-        ep = params if ep is None else ep
-        tables = venv.prepare(ep) if tables is None else tables
-        key, k_u, k_env = jax.random.split(c.key, 3)
-        words = jax.random.bits(k_u, (width, N), jnp.uint32)  # rows: contiguous per use
+    def local_step(c: Carry, hp: HParams, ep, tables, words, env_keys):
+        """One step of this device's M envs (all N on one device)."""
         coins = [explore.halves(words[i]) for i in range(agent_words)]
         select, probs = policy(hp, c.t)
-        q_flat = c.q.reshape(-1)
-        a = c.action if rule.carries_action else select(behaviour(q_flat, c.obs, ep), *coins[0])
-        obs, env_state, r, term, trunc, s_final, success = venv.step(
-            k_env, words[agent_words:], c.env_state, a, ep, tables)
+        q_live = c.q.reshape(-1)
+        if strategy == "async":  # refresh the actors' snapshot every sync_every steps
+            q_act_table = jax.lax.cond(c.t % sync_every == 0, lambda: c.q, lambda: c.q_actor)
+            q_act = q_act_table.reshape(-1)
+        else:
+            q_act_table, q_act = None, q_live
+        a = c.action if rule.carries_action else select(behaviour(q_act, c.obs, ep), *coins[0])
+        obs, env_state, r, term, trunc, s_final, success = local_venv.step(
+            env_keys, words[agent_words:], c.env_state, a, ep, tables)
         done = term | trunc
         # SARSA: the next action, chosen before the update; at an episode's end the
         # bootstrap action is drawn at the final observation instead.
         a_next = a_boot = a
         if rule.carries_action:
-            a_next = select(behaviour(q_flat, obs, ep), *coins[1])
-            a_boot = jnp.where(done, select(behaviour(q_flat, s_final, ep), *coins[0]), a_next)
+            a_next = select(behaviour(q_act, obs, ep), *coins[1])
+            a_boot = jnp.where(done, select(behaviour(q_act, s_final, ep), *coins[0]), a_next)
         if T == 2:
             u_coin, u_tie = coins[-1]
-            table = (u_coin < 0.5).astype(jnp.int32)
+            which = (u_coin < 0.5).astype(jnp.int32)
         else:
-            table, u_tie = jnp.zeros(N, jnp.int32), coins[0][1]
-        boot = rule.value(Bootstrap(q_flat, S, A, s_final, a_boot, table, u_tie, probs,
+            which, u_tie = jnp.zeros(M, jnp.int32), coins[0][1]
+        boot = rule.value(Bootstrap(table, q_live, s_final, a_boot, which, u_tie, probs,
                                     lambda cols, s: mask(cols, s, ep)))
         # n-step window: push, compute targets for complete entries
         w = c.window
         w = Window(
             jnp.concatenate([w.s[1:], c.obs[None]]), jnp.concatenate([w.a[1:], a[None]]),
             jnp.concatenate([w.r[1:], r[None]]),
-            jnp.concatenate([w.pending[1:], jnp.ones((1, N), bool)]),
+            jnp.concatenate([w.pending[1:], jnp.ones((1, M), bool)]),
         )
         gamma = hp.gamma
         disc = gamma ** jnp.arange(n, 0, -1, dtype=jnp.float32)[:, None]  # gamma^(n-j)
         target = nstep_returns(w.r, gamma) + disc * jnp.where(term, 0.0, boot)[None]
         update = w.pending & ((jnp.arange(n) == 0)[:, None] | done[None])
-        cell = (table[None] * S + w.s) * A + w.a
-        td = target - q_flat[cell]
-        idx = jnp.where(update, cell, C).reshape(-1)
+        which_n = jnp.broadcast_to(which[None], (n, M))
+        td = target - table.value(q_live, which_n, w.s, w.a)
         lr = sched(config.lr_schedule if config.lr_schedule != "visit" else "constant",
                    hp.lr, hp.lr_end, config.lr_decay_fraction)(c.t)
-        q_flat, scratch, visits = aggregate.apply_updates(
-            q_flat, idx, td.reshape(-1), lr, config.aggregation, dense,
-            c.scratch, c.visits, hp.visit_power)
+        flat = lambda x: None if x is None else x.reshape(-1)  # noqa: E731
+        scratch = None if c.scratch is None else aggregate.Scratch(*map(flat, c.scratch))
+
+        def apply(q, scratch, visits, *entries):
+            return table.apply(q, scratch, visits, *entries, lr, config.aggregation,
+                               hp.visit_power)
+
+        pending = c.pending
+        if buffered:  # buffer k steps of TD errors; apply their combined mean every k
+            slot = c.t % sync_every
+            pending = Pending(*(buf.at[slot].set(x) for buf, x in
+                                zip(pending, (which_n, w.s, w.a, td, update))))
+            q_flat, scratch, visits = jax.lax.cond(
+                slot == sync_every - 1,
+                lambda: apply(q_live, scratch, flat(c.visits), *pending),
+                lambda: (q_live, scratch, flat(c.visits)))
+        else:
+            q_flat, scratch, visits = apply(q_live, scratch, flat(c.visits), which_n, w.s, w.a,
+                                            td, update)
         w = w._replace(pending=w.pending & ~update & ~done[None])
         ep_return = c.ep_return + r
         ep_length = c.ep_length + 1
@@ -260,13 +348,51 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             abs_td_sum=jnp.sum(jnp.where(update, jnp.abs(td), 0.0)),
             td_count=jnp.sum(update, dtype=jnp.int32),
         )
+        stats = StepStats(*(table.psum(x) for x in stats))
+        shape = c.q.shape
+        local = lambda x: None if x is None else x.reshape(shape)  # noqa: E731
         c = Carry(
-            q=q_flat.reshape(T, S, A), visits=visits, scratch=scratch, env_state=env_state,
+            q=local(q_flat), visits=local(visits),
+            scratch=None if scratch is None else aggregate.Scratch(*map(local, scratch)),
+            q_actor=q_act_table, pending=pending, env_state=env_state,
             obs=obs, action=a_next, window=w,
             ep_return=jnp.where(done, 0.0, ep_return), ep_length=jnp.where(done, 0, ep_length),
-            t=c.t + 1, chunk=c.chunk, key=key,
+            t=c.t + 1, chunk=c.chunk, key=c.key,
         )
-        return c, stats, Transition(w.s[-1], a, r, s_final, term, trunc, a_boot, table)
+        return c, stats, Transition(w.s[-1], a, r, s_final, term, trunc, a_boot, which)
+
+    mesh_step = None
+    if on_mesh:
+        def mesh_step(c, hp, ep, tables, words, env_keys):
+            cs = carry_specs(c)
+            rep = lambda x: jax.tree.map(lambda _: P(), x)  # noqa: E731
+            trans_spec = Transition(*([P(strategies.AXIS)] * 8))
+            f = jax.shard_map(
+                local_step, mesh=mesh,
+                in_specs=(cs, rep(hp), rep(ep), rep(tables), P(None, strategies.AXIS),
+                          None if env_keys is None else P(strategies.AXIS)),
+                out_specs=(cs, StepStats(*([P()] * 6)), trans_spec),
+                check_vma=False,
+            )
+            return f(c, hp, ep, tables, words, env_keys)
+
+    def step(c: Carry, hp: HParams, ep=None, tables=None) -> tuple[Carry, StepStats, Transition]:
+        """One batched step for all N envs: draw the step's random numbers (identical
+        whatever the device layout), then run it on one device or across the mesh."""
+        ep = params if ep is None else ep
+        tables = venv.prepare(ep) if tables is None else tables
+        key, k_u, k_env = jax.random.split(c.key, 3)
+        words = jax.random.bits(k_u, (width, N), jnp.uint32)  # rows: contiguous per use
+        env_keys = None if venv.fast else jax.random.split(k_env, N)
+        c = c._replace(key=key)
+        if not on_mesh:
+            return local_step(c, hp, ep, tables, words, env_keys)
+        words = jax.lax.with_sharding_constraint(
+            words, NamedSharding(mesh, P(None, strategies.AXIS)))
+        return mesh_step(c, hp, ep, tables, words, env_keys)
+
+    def estimate_q(c: Carry) -> jax.Array:
+        return estimate(c.q)[:S]
 
     def chunk(c: Carry, hp: HParams, ep=None):
         ep = params if ep is None else ep
@@ -281,7 +407,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
                          jnp.float32(0), jnp.int32(0))
         (c, stats), _ = jax.lax.scan(body, (c, zero), None, length=plan["chunk_iters"])
         c = c._replace(chunk=c.chunk + 1)
-        q_est = estimate(c.q)
+        q_est = estimate_q(c)
         metrics = stats._asdict()
         metrics["q_error"] = (jnp.max(jnp.abs(q_est - q_star)) if q_star is not None
                               else jnp.float32(jnp.nan))
@@ -297,7 +423,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         metrics.update(eval_return=ev[0], eval_success=ev[1], eval_length=ev[2])
         return c, metrics
 
-    return Learner(config, env, params, venv, init, step, chunk, lambda c: estimate(c.q))
+    return Learner(config, env, params, venv, init, step, chunk, estimate_q)
 
 
 def _independent(config: TrainConfig, inner: Learner) -> Learner:

@@ -56,16 +56,15 @@ class VecEnv:
         tabular env, or None."""
         return self.env.step_tables(params) if self.fast else None
 
-    def step(self, key, words, state, action, params, tables=None):
-        """Step every copy; ``words`` is ``[num_words, N]`` uint32 for tabular envs
-        (else unused, the copies get keys split from ``key``); ``tables`` from ``prepare``."""
+    def step(self, keys, words, state, action, params, tables=None):
+        """Step every copy: tabular envs from ``words`` (``[num_words, N]`` uint32) and
+        ``tables`` (from ``prepare``); other gymnax envs from ``keys`` (``[N]`` keys)."""
         if self.fast:
             bits_reset = words[1] if self.num_words == 2 else jnp.zeros_like(words[0])
             out = jax.vmap(self.env.step_from_bits, in_axes=(0, 0, 0, 0, None, None))(
                 words[0], bits_reset, state, action, params, tables
             )
         else:
-            keys = jax.random.split(key, self.num_envs)
             out = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
         obs, state, reward, terminated, truncated, info = out
         success = info["success"] if self.has_success else jnp.zeros_like(terminated)

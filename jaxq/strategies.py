@@ -1,0 +1,218 @@
+"""Where the Q-table lives and how a step reads and writes it: one device or a mesh.
+
+The training step (``train.py``) never touches the table directly; it asks a ``Table``
+for Q-rows and hands it the TD errors of the step. A strategy only changes *how* those
+reads and writes reach the table:
+
+* ``single`` (``LocalTable``): one device, direct gathers and scatters.
+* ``replicated`` (``ReplicatedTable``): the parameter-server design without a server.
+  Environments are split across devices, every device holds the whole table, and each
+  update step all-gathers the batch's (cell, TD error) pairs so that every device applies
+  the same per-cell mean over all N environments: the single-device ``mean`` update
+  (pairs are gathered in device order = environment order, so even the float summation
+  order is the single-device one).
+* ``sharded`` (``ShardedTable``): value-function decomposition. Device d owns the state
+  rows [d * S/D, (d+1) * S/D) of every table; a lookup all-gathers the requested states,
+  each owner answers for its rows and a reduce-scatter returns the rows to the devices
+  that asked; updates are all-gathered and each owner applies those for its rows. No
+  device ever holds more than 1/D of the table.
+* ``async``: the replicated table, with actors that choose actions from a snapshot
+  refreshed every ``sync_every`` steps (Mnih et al. 2016's bounded staleness); updates
+  reach the live table at once.
+
+With ``sync_every = k > 1``, ``replicated`` and ``sharded`` buffer k steps of TD errors
+and apply their combined per-cell mean every k steps, so the table is at most k steps
+stale between synchronisations.
+
+All of it runs inside ``jax.shard_map`` over a one-axis mesh (axis ``"d"``) of every
+device JAX sees by default, including every process's devices after
+``jax.distributed.initialize`` (see ``init_distributed``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxq import aggregate
+from jaxq.explore import q_columns
+
+AXIS = "d"
+STRATEGIES = ("single", "replicated", "sharded", "async")
+
+
+def make_mesh(num_devices: int | None = None, devices: Sequence[Any] | None = None) -> Mesh:
+    """A one-axis mesh over ``num_devices`` of JAX's devices (all by default, across
+    processes after ``jax.distributed.initialize``)."""
+    available = list(jax.devices()) if devices is None else list(devices)
+    if num_devices is None:
+        num_devices = len(available)
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"num_devices must be a positive int, got {num_devices!r}")
+    if num_devices > len(available):
+        raise ValueError(
+            f"num_devices={num_devices} but only {len(available)} device(s) are available "
+            f"({available[0].platform}); on CPU, set XLA_FLAGS="
+            f"--xla_force_host_platform_device_count={num_devices} before importing jax"
+        )
+    return Mesh(np.array(available[:num_devices]), (AXIS,),
+                axis_types=(jax.sharding.AxisType.Auto,))
+
+
+class LocalTable:
+    """Q on one device: flat ``[T * S * A]`` (``S`` possibly padded), direct access."""
+
+    sharded = False
+
+    def __init__(self, num_tables: int, num_states: int, num_actions: int):
+        self.T, self.S, self.A = num_tables, num_states, num_actions
+        self.S_local = num_states
+
+    @property
+    def cells(self) -> int:
+        return self.T * self.S_local * self.A
+
+    def columns(self, q, t, s):
+        """Q_t(s, a) for every action: A arrays shaped like ``s``."""
+        return q_columns(q, t * self.S + s, self.A)
+
+    def value(self, q, t, s, a):
+        return q[(t * self.S + s) * self.A + a]
+
+    def gather_updates(self, *xs):
+        return xs
+
+    def local_index(self, t, s, a, mask):
+        return jnp.where(mask, (t * self.S + s) * self.A + a, self.cells)
+
+    def apply(self, q, scratch, visits, t, s, a, td, mask, lr, aggregation, visit_power):
+        """Apply the TD errors ``td`` of entries ``mask`` (any shape, flattened)."""
+        t, s, a, td, mask = self.gather_updates(*(jnp.ravel(x) for x in (t, s, a, td, mask)))
+        idx = self.local_index(t, s, a, mask)
+        dense = aggregate.use_dense(self.cells, idx.shape[0])
+        return aggregate.apply_updates(q, idx, td, lr, aggregation, dense, scratch, visits,
+                                       visit_power)
+
+    def psum(self, x):
+        return x
+
+
+class ReplicatedTable(LocalTable):
+    """Every device holds the whole table; updates are all-gathered and applied alike."""
+
+    def gather_updates(self, *xs):
+        return tuple(jax.lax.all_gather(x, AXIS, tiled=True) for x in xs)
+
+    def psum(self, x):
+        return jax.lax.psum(x, AXIS)
+
+
+class ShardedTable(ReplicatedTable):
+    """Device d holds rows [d * S_local, (d + 1) * S_local) of each of the T tables."""
+
+    sharded = True
+
+    def __init__(self, num_tables: int, num_states: int, num_actions: int, num_devices: int):
+        super().__init__(num_tables, num_states, num_actions)
+        if num_states % num_devices:
+            raise ValueError("the sharded table's states must be padded to the device count")
+        self.D = num_devices
+        self.S_local = num_states // num_devices
+
+    def _ask(self, t, s, answer):
+        """All devices' requests ``(t, s)`` -> each owner's ``answer`` -> back to askers."""
+        shape = jnp.shape(s)
+        t = jnp.broadcast_to(t, shape).ravel()
+        all_t = jax.lax.all_gather(t, AXIS, tiled=True)
+        all_s = jax.lax.all_gather(jnp.ravel(s), AXIS, tiled=True)
+        mine = all_s // self.S_local == jax.lax.axis_index(AXIS)
+        row = all_t * self.S_local + all_s % self.S_local
+        vals = answer(row, mine)  # [k, D * M], zero where not mine
+        vals = jax.lax.psum_scatter(vals, AXIS, scatter_dimension=1, tiled=True)
+        return [v.reshape(shape) for v in vals]
+
+    def columns(self, q, t, s):
+        def answer(row, mine):
+            return jnp.stack([jnp.where(mine, q[row * self.A + a], 0.0) for a in range(self.A)])
+        return tuple(self._ask(t, s, answer))
+
+    def value(self, q, t, s, a):
+        all_a = jax.lax.all_gather(jnp.ravel(a), AXIS, tiled=True)
+
+        def answer(row, mine):
+            return jnp.where(mine, q[row * self.A + all_a], 0.0)[None]
+        return self._ask(t, s, answer)[0]
+
+    def local_index(self, t, s, a, mask):
+        mine = s // self.S_local == jax.lax.axis_index(AXIS)
+        row = t * self.S_local + s % self.S_local
+        return jnp.where(mask & mine, row * self.A + a, self.cells)
+
+
+def padded_states(num_states: int, strategy: str, num_devices: int) -> int:
+    """Rows of the stored table: padded to a multiple of the device count when sharded
+    (padding rows are never visited)."""
+    if strategy != "sharded":
+        return num_states
+    return -(-num_states // num_devices) * num_devices
+
+
+def make_table(strategy: str, num_tables: int, num_states: int, num_actions: int,
+               num_devices: int) -> LocalTable:
+    if strategy == "single":
+        return LocalTable(num_tables, num_states, num_actions)
+    if strategy == "sharded":
+        return ShardedTable(num_tables, num_states, num_actions, num_devices)
+    return ReplicatedTable(num_tables, num_states, num_actions)
+
+
+def table_spec(strategy: str) -> P:
+    """PartitionSpec of a ``[T, S, A]`` table-shaped array."""
+    return P(None, AXIS, None) if strategy == "sharded" else P()
+
+
+def init_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None, timeout_s: int = 60) -> bool:
+    """``jax.distributed.initialize`` from arguments or ``JAXQ_COORDINATOR`` /
+    ``JAXQ_NUM_PROCESSES`` / ``JAXQ_PROCESS_ID``; returns whether it initialised.
+
+    On CPU it selects gloo collectives, so several processes on one machine (or
+    several machines) can train one table together. An unreachable coordinator raises
+    a clear error after ``timeout_s`` instead of hanging.
+    """
+    coordinator = coordinator or os.environ.get("JAXQ_COORDINATOR")
+    if not coordinator:
+        return False
+    num_processes = num_processes if num_processes is not None else int(
+        os.environ.get("JAXQ_NUM_PROCESSES", "0") or 0)
+    process_id = process_id if process_id is not None else int(
+        os.environ.get("JAXQ_PROCESS_ID", "-1"))
+    if num_processes < 1:
+        raise ValueError(f"num_processes must be >= 1 with a coordinator, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}")
+    if ":" not in coordinator:
+        raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except Exception:  # older/newer jax without the option: its default applies
+        pass
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id,
+                                   initialization_timeout=int(timeout_s))
+    except Exception as e:
+        raise RuntimeError(
+            f"could not join the coordinator at {coordinator} as process {process_id} of "
+            f"{num_processes} within {timeout_s}s: {type(e).__name__}: {e}"
+        ) from None
+    return True
+
+
+def sharding(mesh: Mesh, spec: P) -> NamedSharding:
+    return NamedSharding(mesh, spec)
