@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	JAXQ_MULTIDEVICE=1 $(PY) -m pytest -q tests/multidevice
 
 bench: $(STAMP)
 	$(PY) experiments/env_throughput.py

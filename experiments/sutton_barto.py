@@ -15,7 +15,7 @@ jaxq's own learners, every seed of a figure in one vmapped, compiled call.
 
 How it runs. Each seed is one jaxq learner (``TrainConfig(num_envs=1,
 lr_schedule="constant", epsilon_schedule="constant", eval_every=0, gamma=1.0)``, built by
-``jaxq.train.build_learner``); the script only drives ``learner.init`` / ``learner.step``:
+``jaxq.training.build_learner``); the script only drives ``learner.init`` / ``learner.step``:
 a ``lax.while_loop`` over chunks of ``--chunk-steps`` steps (a ``lax.scan``) runs until
 the seed has finished the required number of episodes, and each step's ``Transition``
 (s, a, r, terminated, truncated) is recorded on device into fixed-size ``[episodes]``
@@ -198,7 +198,7 @@ def run_rule(problem: dict[str, Any], algo: str, keys, max_steps: int, chunk_ste
     import jax
     import jax.numpy as jnp
 
-    from jaxq.train import build_learner
+    from jaxq.training import build_learner
 
     cfg = make_config(problem, algo, max_steps)
     learner = build_learner(cfg)
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> d
             "seeds": args.seeds, "quick": args.quick, "seed": args.seed,
             "chunk_steps": args.chunk_steps, "max_steps_per_seed": args.max_steps,
             "cliff": CLIFF, "maxbias": MAXBIAS,
-            "learner": "jaxq.train.build_learner(TrainConfig(num_envs=1, n_step=1, "
+            "learner": "jaxq.training.build_learner(TrainConfig(num_envs=1, n_step=1, "
                        "lr_schedule='constant', epsilon_schedule='constant', eval_every=0, "
                        "q_init=0)), vmapped over seeds; episodes counted per seed",
             "greedy_ties": f"broken uniformly at random with key {args.seed + TIE_KEY_OFFSET}",

@@ -1,15 +1,48 @@
-"""jaxq: parallel, distributed and asynchronous tabular Q-learning in pure JAX."""
+"""jaxq: parallel, distributed and asynchronous tabular Q-learning in pure JAX.
 
-from jaxq.config import HParams, TrainConfig
-from jaxq.envs import make, registered_ids
-from jaxq.evaluate import Evaluation, evaluate
-from jaxq.model import TabularModel, policy_evaluation, start_value, tabular_model, value_iteration
-from jaxq.train import TrainOutput, TrainResult, make_train, train
+The public names below are loaded on first use. Importing ``jaxq`` therefore starts no
+JAX backend, which lets ``jax.distributed.initialize`` run first (importing gymnax
+creates arrays, so the environments are only imported when needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "make", "registered_ids", "TabularModel", "tabular_model", "value_iteration",
-    "policy_evaluation", "start_value", "TrainConfig", "HParams", "make_train", "train",
-    "TrainOutput", "TrainResult", "evaluate", "Evaluation",
-]
+_EXPORTS = {
+    "make": "jaxq.envs",
+    "registered_ids": "jaxq.envs",
+    "TabularModel": "jaxq.model",
+    "tabular_model": "jaxq.model",
+    "value_iteration": "jaxq.model",
+    "policy_evaluation": "jaxq.model",
+    "start_value": "jaxq.model",
+    "TrainConfig": "jaxq.config",
+    "HParams": "jaxq.config",
+    "make_train": "jaxq.training",
+    "train": "jaxq.training",
+    "TrainOutput": "jaxq.training",
+    "TrainResult": "jaxq.training",
+    "evaluate": "jaxq.evaluation",
+    "Evaluation": "jaxq.evaluation",
+    "make_tabular": "jaxq.envs.discretize",
+    "make_mesh": "jaxq.strategies",
+    "init_distributed": "jaxq.strategies",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jaxq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

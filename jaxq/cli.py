@@ -174,7 +174,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 # ---- helpers -----------------------------------------------------------------------
 
 def _resolve_env(config: TrainConfig):
-    from jaxq.train import resolve_env
+    from jaxq.training import resolve_env
 
     try:
         return resolve_env(config)
@@ -266,10 +266,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Validate, train (with Q* tracked where it is cheap), write the outputs, report."""
     import jax
 
-    import jaxq
-    from jaxq.evaluate import as_floats
+    from jaxq import strategies
 
     config = config_from_args(args)
+    try:  # before anything starts a JAX backend: all processes then see the global mesh
+        distributed = strategies.init_distributed(
+            args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
+    except (ValueError, RuntimeError) as e:
+        raise CliError(e) from None
+    import jaxq
+    from jaxq.evaluation import as_floats
+
+    writer = not distributed or jax.process_index() == 0
     env, params = _resolve_env(config)
     out = args.out
     try:
@@ -280,7 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resuming = args.resume and os.path.exists(ckpt)
     if args.resume and not resuming:
         print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
-    if not resuming:  # a resume with other flags must not clobber the interrupted run's
+    if not resuming and writer:  # a resume with other flags must not clobber the run's
         _write_config(out, config)
 
     q_star = _q_star(env, params, config.gamma)
@@ -303,6 +311,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     trained = evaluate(q_eval)
     optimal = evaluate(q_star) if q_star is not None else None
     q_error = float(np.max(np.abs(q - q_star))) if q_star is not None else None
+    if not writer:  # process 0 writes the outputs
+        return 0
 
     np.save(os.path.join(out, "q.npy"), q)
     _write_config(out, config)
@@ -354,8 +364,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import jax
 
     import jaxq
-    from jaxq.evaluate import as_floats
-    from jaxq.train import check_table
+    from jaxq.evaluation import as_floats
+    from jaxq.training import check_table
 
     fields = {"env_id": args.env, "env_kwargs": parse_env_kwargs(args.env_kwargs)}
     fields.update({k: getattr(args, k) for k in ("bins", "low", "high")
@@ -429,6 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help=f"continue from DIR/{CHECKPOINT} (same flags as the interrupted run)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="several hosts: the coordinator's address (or JAXQ_COORDINATOR); "
+                        "every process runs the same command with its own --process-id")
+    t.add_argument("--num-processes", type=int, default=None, metavar="P",
+                   help="number of processes (or JAXQ_NUM_PROCESSES)")
+    t.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process, 0..P-1 (or JAXQ_PROCESS_ID); 0 writes the outputs")
+    t.add_argument("--coordinator-timeout", type=int, default=60, metavar="S",
+                   help="seconds to wait for all processes (default: 60)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", allow_abbrev=False, help="evaluate a saved table's greedy policy")

@@ -196,8 +196,13 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
         raise ValueError(f"num_processes must be >= 1 with a coordinator, got {num_processes}")
     if not 0 <= process_id < num_processes:
         raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}")
-    if ":" not in coordinator:
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
+    if process_id != 0:
+        # JAX aborts the whole process when it cannot register in time; check first that
+        # the coordinator answers at all, so an unreachable one is a clear error.
+        _wait_for_port(host.strip("[]"), int(port), timeout_s, coordinator)
     try:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except Exception:  # older/newer jax without the option: its default applies
@@ -212,6 +217,24 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
             f"{num_processes} within {timeout_s}s: {type(e).__name__}: {e}"
         ) from None
     return True
+
+
+def _wait_for_port(host: str, port: int, timeout_s: float, name: str) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"coordinator {name} unreachable after {timeout_s}s ({e.strerror or e}); "
+                    "start process 0 first, or check --coordinator"
+                ) from None
+            time.sleep(0.2)
 
 
 def sharding(mesh: Mesh, spec: P) -> NamedSharding:

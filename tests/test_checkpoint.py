@@ -19,7 +19,7 @@ import jaxq
 from jaxq import checkpoint as ckpt
 from jaxq.cli import _json_safe, main
 from jaxq.config import TrainConfig
-from jaxq.train import build_learner, train
+from jaxq.training import build_learner, train
 
 TINY = TrainConfig(num_envs=8, total_steps=8 * 30 * 4, num_chunks=4, eval_every=0)
 

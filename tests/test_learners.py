@@ -10,7 +10,7 @@ import pytest
 import jaxq
 from jaxq.config import TrainConfig
 from jaxq.explore import epsilon_greedy_probs, rows_to_columns
-from jaxq.train import build_learner, host_metrics, make_train, train
+from jaxq.training import build_learner, host_metrics, make_train, train
 
 ALGOS = ["q_learning", "sarsa", "expected_sarsa", "double_q"]
 

@@ -10,7 +10,7 @@ import jaxq
 from jaxq.config import TrainConfig
 from jaxq.envs.base import TabularState
 from jaxq.envs.textbook import LEFT, RIGHT, STATE_A, STATE_B, TERMINAL, make_mdp
-from jaxq.train import make_train
+from jaxq.training import make_train
 
 
 def test_probe_value_iteration_matches_closed_form():
@@ -63,7 +63,7 @@ def test_maximization_bias_rewards_are_normal():
 def test_random_actions_respect_the_mask():
     cfg = TrainConfig(env_id="MaximizationBias-v0", num_envs=1024, total_steps=1024 * 20,
                       num_chunks=1, eval_every=0, epsilon=1.0, epsilon_end=1.0, gamma=1.0)
-    from jaxq.train import build_learner
+    from jaxq.training import build_learner
     learner = build_learner(cfg)
     hp = cfg.hparams()
     c = learner.init(jax.random.key(0), hp)

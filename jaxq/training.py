@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxq import aggregate, explore
 from jaxq.config import HParams, TrainConfig
-from jaxq.evaluate import _rollouts
+from jaxq.evaluation import _rollouts
 from jaxq import strategies
 from jaxq.explore import q_columns
 from jaxq.rules import RULES, Bootstrap, estimate, nstep_returns
@@ -574,8 +574,10 @@ def train(
     compile_s = time.perf_counter() - t0
     start = int(jax.device_get(_chunks_done(carry)))
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)
+    if checkpoint_every and jax.process_count() > 1:
+        raise ValueError("checkpoints are not supported yet with several processes")
     bar = None
-    if progress:
+    if progress and jax.process_index() == 0:
         from tqdm.auto import tqdm
         bar = tqdm(total=plan["num_chunks"] * plan["chunk_iters"] * config.num_envs,
                    initial=start * plan["chunk_iters"] * config.num_envs, unit="step",
@@ -597,12 +599,20 @@ def train(
     if bar is not None:
         bar.close()
     steps_run = (end - start) * plan["chunk_iters"] * config.num_envs
-    q = np.asarray(jax.device_get(learner.estimate(carry)))
+    q = _to_host(learner.estimate(carry))
     timings = {"compile_s": compile_s, "run_s": run_s,
                "steps_per_s": steps_run / run_s if run_s > 0 else float("nan")}
     if history:
         history["episodes"] = np.cumsum(history["episodes_in_chunk"])
     return TrainResult(q, history, timings, config, learner.env, learner.params)
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """A global array as NumPy on every process (a sharded table spans processes)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _chunks_done(carry: Carry) -> jax.Array:

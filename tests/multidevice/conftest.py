@@ -1,0 +1,8 @@
+"""Eight CPU devices for the strategy tests: set before JAX initialises its backend."""
+
+import os
+
+DEVICES = 8
+flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={DEVICES}".strip()

@@ -1,0 +1,144 @@
+"""Device-parallel strategies on 8 forced CPU devices (``make test`` runs this session
+with ``JAXQ_MULTIDEVICE=1``): equality with one device, table placement, staleness,
+several processes, and the errors."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import jaxq
+from jaxq.config import TrainConfig
+from jaxq.training import build_learner, make_train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL = dict(env_id="FrozenLake-v1", num_envs=64, total_steps=64 * 200, num_chunks=2,
+             eval_every=2, eval_episodes=64)
+
+
+def test_eight_devices():
+    assert jax.device_count() == 8
+
+
+def _q(cfg):
+    return np.asarray(jax.jit(make_train(cfg))(jax.random.key(0)).q)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(algo="q_learning"),
+    dict(algo="sarsa", n_step=3),
+    dict(algo="double_q", lr_schedule="visit"),
+    dict(algo="expected_sarsa", exploration="boltzmann"),
+    dict(env_id="Taxi-v3", aggregation="sum"),
+    dict(env_id="Maze-v0", env_kwargs={"size": 20, "start": "uniform"}),  # sparse path, padded rows
+    dict(env_id="CartPole-v1", bins=4),  # a gymnax env: keys, not words
+])
+def test_replicated_sharded_async_equal_single_device(kw):
+    cfg = TrainConfig(**{**SMALL, **kw})
+    single = _q(cfg)
+    for strategy in ("replicated", "sharded", "async"):
+        q = _q(cfg.replace(strategy=strategy))
+        # the same random numbers and the same per-cell summation order; XLA may still
+        # fuse the arithmetic differently per device count (a few ulps)
+        np.testing.assert_allclose(q, single, rtol=1e-5, atol=1e-6, err_msg=strategy)
+
+
+def test_table_placement():
+    for strategy, spec, shard in [("replicated", (), (1, 16, 4)),
+                                  ("sharded", (None, "d"), (1, 2, 4))]:
+        cfg = TrainConfig(**SMALL, strategy=strategy)
+        learner = build_learner(cfg)
+        c = jax.jit(learner.init)(jax.random.key(0), cfg.hparams(), learner.params)
+        assert tuple(c.q.sharding.spec) == spec
+        assert {s.data.shape for s in c.q.addressable_shards} == {shard}
+        assert tuple(c.obs.sharding.spec) == ("d",)  # environments split across devices
+
+
+def test_sharded_4096_maze_table_holds_one_eighth_per_device():
+    cfg = TrainConfig(env_id="Maze-v0", env_kwargs={"size": 4096, "start": "uniform"},
+                      strategy="sharded", num_envs=64, total_steps=64 * 4, num_chunks=1,
+                      eval_every=0)
+    learner = build_learner(cfg)
+    hp = cfg.hparams()
+    c = jax.jit(learner.init)(jax.random.key(0), hp, learner.params)
+    assert c.q.shape == (1, 4096 * 4096, 4)
+    assert [s.data.shape for s in c.q.addressable_shards] == [(1, 4096 * 4096 // 8, 4)] * 8
+    c, m = jax.jit(learner.chunk)(c, hp, learner.params)
+    assert int(m["td_count"]) == 64 * 4 and int(c.t) == 4
+    assert [s.data.shape for s in c.q.addressable_shards] == [(1, 4096 * 4096 // 8, 4)] * 8
+
+
+def test_buffered_sync_is_stale_but_deterministic():
+    cfg = TrainConfig(**SMALL)
+    single = _q(cfg)
+    a = _q(cfg.replace(strategy="replicated", sync_every=4))
+    b = _q(cfg.replace(strategy="sharded", sync_every=4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, single)
+
+
+@pytest.fixture(scope="module")
+def frozen_q_star():
+    env, params = jaxq.make("FrozenLake-v1")
+    return jaxq.value_iteration(jaxq.tabular_model(env, params), 0.99, tol=1e-7)
+
+
+@pytest.mark.parametrize("strategy, k", [("async", 16), ("replicated", 8)])
+def test_stale_tables_still_converge_to_q_star(strategy, k, frozen_q_star):
+    cfg = TrainConfig(env_id="FrozenLake-v1", strategy=strategy, sync_every=k, num_envs=512,
+                      total_steps=6_000_000, num_chunks=4, eval_every=0, lr=0.2, lr_end=0.005,
+                      epsilon=1.0, epsilon_end=1.0)
+    out = jax.jit(make_train(cfg, frozen_q_star))(jax.random.key(0))
+    assert float(out.metrics["q_error"][-1]) < 0.05
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(strategy="replicated", num_devices=16), "only 8 device"),
+    (dict(strategy="sharded", num_envs=60), "divisible"),
+])
+def test_bad_device_requests(changes, match):
+    with pytest.raises(ValueError, match=match):
+        build_learner(TrainConfig(**{**SMALL, **changes}))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(args, env_extra=None, timeout=180):
+    env = {**os.environ, "XLA_FLAGS": "", "JAXQ_MULTIDEVICE": "", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "jaxq", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+TRAIN_ARGS = ["--env", "FrozenLake-v1", "--num-envs", "64", "--total-steps", "25600",
+              "--num-chunks", "2", "--eval-episodes", "64", "--no-progress"]
+
+
+@pytest.mark.parametrize("strategy", ["replicated", "sharded"])
+def test_two_processes_train_one_table(tmp_path, strategy):
+    port = _free_port()
+    procs = [_cli(TRAIN_ARGS + ["--strategy", strategy, "--out", str(tmp_path / "multi"),
+                                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                                "--process-id", str(i)]) for i in range(2)]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    single = _cli(TRAIN_ARGS + ["--out", str(tmp_path / "single")])
+    out = single.communicate(timeout=180)[0]
+    assert single.returncode == 0, out
+    np.testing.assert_array_equal(np.load(tmp_path / "multi" / "q.npy"),
+                                  np.load(tmp_path / "single" / "q.npy"))
+
+
+def test_unreachable_coordinator_is_a_clear_error(tmp_path):
+    p = _cli(TRAIN_ARGS + ["--strategy", "replicated", "--out", str(tmp_path),
+                           "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2",
+                           "--process-id", "1", "--coordinator-timeout", "2"])
+    out = p.communicate(timeout=60)[0]
+    assert p.returncode == 2 and "unreachable after 2s" in out, out
