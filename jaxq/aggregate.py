@@ -8,10 +8,10 @@ When k of the N environments update the same cell in one step:
   state) k * lr > 2 overshoots and the table diverges as N grows.
 * ``independent`` is not handled here: each learner has its own table (``train.py``).
 
-A dense path (full-table arithmetic) serves small tables; a sparse path touches only the
+A dense path (per-cell sums, then full-table arithmetic) serves small tables, and on a
+mesh its per-cell sums are what devices all-reduce; a sparse path touches only the
 updated cells, keeping scratch accumulators zeroed between steps, so that a 16.7M-state
-table costs O(N) per step and not O(S * A). Both compute ``q + lr * (sum / count)`` in
-the same order, so they give the same bits.
+table costs O(N) per step and not O(S * A).
 
 Learning rates may be per cell: ``visits`` counts the batched updates each cell has
 received and ``lr = visits^-w`` (0.5 < w <= 1 meets the Robbins-Monro conditions).
@@ -57,25 +57,41 @@ def visit_rates(visits: jax.Array, idx: jax.Array, power) -> tuple[jax.Array, ja
     return visits, jnp.power(n.astype(jnp.float32), -power)
 
 
+def cell_sums(idx, td, num_cells: int) -> tuple[jax.Array, jax.Array]:
+    """Per-cell sums of TD errors and their counts, dense ``[C]`` each: the partial
+    result that devices combine with one small all-reduce."""
+    acc = jnp.zeros(num_cells, jnp.float32).at[idx].add(td, mode="drop")
+    cnt = jnp.zeros(num_cells, jnp.float32).at[idx].add(1.0, mode="drop")
+    return acc, cnt
+
+
+def apply_sums(q, acc, cnt, lr, aggregation: str, visits, visit_power):
+    """Full-table update from per-cell sums (dense path). Returns ``(q, visits)``."""
+    if visits is not None:
+        visits = visits + (cnt > 0).astype(visits.dtype)
+        rate = jnp.power(jnp.maximum(visits, 1).astype(jnp.float32), -visit_power)
+    else:
+        rate = lr
+    step = acc / jnp.maximum(cnt, 1.0) if aggregation == "mean" else acc
+    return q + rate * step, visits
+
+
 def apply_updates(q, idx, td, lr, aggregation: str, dense: bool, scratch, visits, visit_power):
     """Apply TD errors ``td`` for flat cells ``idx`` (out-of-range index = no update).
 
     ``q`` and ``visits`` are flat ``[C]``. ``lr`` is a scalar, ignored when ``visits`` is
     given. Returns ``(q, scratch, visits)``.
     """
+    if dense:
+        acc, cnt = cell_sums(idx, td, q.shape[0])
+        q, visits = apply_sums(q, acc, cnt, lr, aggregation, visits, visit_power)
+        return q, scratch, visits
     if visits is not None:
         visits, rate = visit_rates(visits, idx, visit_power)
     else:
         rate = lr
     if aggregation == "sum":
         return q.at[idx].add(rate * td, mode="drop"), scratch, visits
-    if dense:
-        c = q.shape[0]
-        acc = jnp.zeros(c, jnp.float32).at[idx].add(td, mode="drop")
-        cnt = jnp.zeros(c, jnp.float32).at[idx].add(1.0, mode="drop")
-        if visits is not None:
-            rate = jnp.power(jnp.maximum(visits, 1).astype(jnp.float32), -visit_power)
-        return q + rate * (acc / jnp.maximum(cnt, 1.0)), scratch, visits
     acc = scratch.acc.at[idx].add(td, mode="drop")
     cnt = scratch.cnt.at[idx].add(1.0, mode="drop")
     mean = _get(acc, idx) / jnp.maximum(_get(cnt, idx), 1.0)

@@ -7,10 +7,10 @@ reads and writes reach the table:
 * ``single`` (``LocalTable``): one device, direct gathers and scatters.
 * ``replicated`` (``ReplicatedTable``): the parameter-server design without a server.
   Environments are split across devices, every device holds the whole table, and each
-  update step all-gathers the batch's (cell, TD error) pairs so that every device applies
-  the same per-cell mean over all N environments: the single-device ``mean`` update
-  (pairs are gathered in device order = environment order, so even the float summation
-  order is the single-device one).
+  update step combines the devices' per-cell TD-error sums and counts with one
+  all-reduce (small tables) or all-gathers the batch's (cell, TD error) pairs (large
+  ones), so that every device applies the same per-cell mean over all N environments:
+  the single-device ``mean`` update, up to float summation order.
 * ``sharded`` (``ShardedTable``): value-function decomposition. Device d owns the state
   rows [d * S/D, (d+1) * S/D) of every table; a lookup all-gathers the requested states,
   each owner answers for its rows and a reduce-scatter returns the rows to the devices
@@ -65,13 +65,19 @@ def make_mesh(num_devices: int | None = None, devices: Sequence[Any] | None = No
 
 
 class LocalTable:
-    """Q on one device: flat ``[T * S * A]`` (``S`` possibly padded), direct access."""
+    """Q on one device: flat ``[T * S * A]`` (``S`` possibly padded), direct access.
+
+    ``updates_per_step`` (entries of all devices together) picks the update path: dense
+    per-cell sums for tables no larger than a few times that, sparse scatters otherwise.
+    """
 
     sharded = False
 
-    def __init__(self, num_tables: int, num_states: int, num_actions: int):
+    def __init__(self, num_tables: int, num_states: int, num_actions: int,
+                 updates_per_step: int = 1):
         self.T, self.S, self.A = num_tables, num_states, num_actions
         self.S_local = num_states
+        self.dense = aggregate.use_dense(num_tables * num_states * num_actions, updates_per_step)
 
     @property
     def cells(self) -> int:
@@ -87,26 +93,39 @@ class LocalTable:
     def gather_updates(self, *xs):
         return xs
 
+    def reduce_sums(self, acc, cnt):
+        """Combine per-cell sums of all devices; return this device's part."""
+        return acc, cnt
+
     def local_index(self, t, s, a, mask):
         return jnp.where(mask, (t * self.S + s) * self.A + a, self.cells)
 
     def apply(self, q, scratch, visits, t, s, a, td, mask, lr, aggregation, visit_power):
         """Apply the TD errors ``td`` of entries ``mask`` (any shape, flattened)."""
-        t, s, a, td, mask = self.gather_updates(*(jnp.ravel(x) for x in (t, s, a, td, mask)))
-        idx = self.local_index(t, s, a, mask)
-        dense = aggregate.use_dense(self.cells, idx.shape[0])
-        return aggregate.apply_updates(q, idx, td, lr, aggregation, dense, scratch, visits,
-                                       visit_power)
+        t, s, a, td, mask = (jnp.ravel(x) for x in (t, s, a, td, mask))
+        if self.dense:  # per-cell sums of this device, combined across devices
+            full = self.T * self.S * self.A
+            idx = jnp.where(mask, (t * self.S + s) * self.A + a, full)
+            acc, cnt = self.reduce_sums(*aggregate.cell_sums(idx, td, full))
+            q, visits = aggregate.apply_sums(q, acc, cnt, lr, aggregation, visits, visit_power)
+            return q, scratch, visits
+        t, s, a, td, mask = self.gather_updates(t, s, a, td, mask)
+        return aggregate.apply_updates(q, self.local_index(t, s, a, mask), td, lr, aggregation,
+                                       False, scratch, visits, visit_power)
 
     def psum(self, x):
         return x
 
 
 class ReplicatedTable(LocalTable):
-    """Every device holds the whole table; updates are all-gathered and applied alike."""
+    """Every device holds the whole table and applies the same combined update: per-cell
+    sums all-reduced (small tables) or all devices' entries all-gathered (large ones)."""
 
     def gather_updates(self, *xs):
         return tuple(jax.lax.all_gather(x, AXIS, tiled=True) for x in xs)
+
+    def reduce_sums(self, acc, cnt):
+        return jax.lax.psum((acc, cnt), AXIS)
 
     def psum(self, x):
         return jax.lax.psum(x, AXIS)
@@ -117,8 +136,9 @@ class ShardedTable(ReplicatedTable):
 
     sharded = True
 
-    def __init__(self, num_tables: int, num_states: int, num_actions: int, num_devices: int):
-        super().__init__(num_tables, num_states, num_actions)
+    def __init__(self, num_tables: int, num_states: int, num_actions: int, num_devices: int,
+                 updates_per_step: int = 1):
+        super().__init__(num_tables, num_states, num_actions, updates_per_step)
         if num_states % num_devices:
             raise ValueError("the sharded table's states must be padded to the device count")
         self.D = num_devices
@@ -148,6 +168,13 @@ class ShardedTable(ReplicatedTable):
             return jnp.where(mine, q[row * self.A + all_a], 0.0)[None]
         return self._ask(t, s, answer)[0]
 
+    def reduce_sums(self, acc, cnt):
+        """Reduce-scatter by state rows: each owner receives the sums of its rows."""
+        def part(x):
+            x = x.reshape(self.T, self.S, self.A)
+            return jax.lax.psum_scatter(x, AXIS, scatter_dimension=1, tiled=True).reshape(-1)
+        return part(acc), part(cnt)
+
     def local_index(self, t, s, a, mask):
         mine = s // self.S_local == jax.lax.axis_index(AXIS)
         row = t * self.S_local + s % self.S_local
@@ -163,12 +190,12 @@ def padded_states(num_states: int, strategy: str, num_devices: int) -> int:
 
 
 def make_table(strategy: str, num_tables: int, num_states: int, num_actions: int,
-               num_devices: int) -> LocalTable:
+               num_devices: int, updates_per_step: int) -> LocalTable:
     if strategy == "single":
-        return LocalTable(num_tables, num_states, num_actions)
+        return LocalTable(num_tables, num_states, num_actions, updates_per_step)
     if strategy == "sharded":
-        return ShardedTable(num_tables, num_states, num_actions, num_devices)
-    return ReplicatedTable(num_tables, num_states, num_actions)
+        return ShardedTable(num_tables, num_states, num_actions, num_devices, updates_per_step)
+    return ReplicatedTable(num_tables, num_states, num_actions, updates_per_step)
 
 
 def table_spec(strategy: str) -> P:

@@ -177,7 +177,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     S_pad = strategies.padded_states(S, strategy, D)
     if T * S_pad * A >= 2**31:
         raise ValueError(f"table of {T * S_pad * A} cells is too large for int32 indexing")
-    table = strategies.make_table(strategy, T, S_pad, A, D)
+    table = strategies.make_table(strategy, T, S_pad, A, D, n * N)
     local_venv = VecEnv(env, params, M)
     plan = config.plan()
     iters = plan["iterations"]
@@ -262,8 +262,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             q=q,
             visits=zeros(jnp.int32) if config.lr_schedule == "visit" else None,
             scratch=(aggregate.Scratch(zeros(jnp.float32), zeros(jnp.float32))
-                     if config.aggregation == "mean" and not aggregate.use_dense(
-                         table.cells, n * N) else None),
+                     if config.aggregation == "mean" and not table.dense else None),
             q_actor=q if strategy == "async" else None,
             pending=pend,
             env_state=env_state, obs=obs.astype(jnp.int32), action=action,

@@ -132,8 +132,9 @@ def test_two_processes_train_one_table(tmp_path, strategy):
     single = _cli(TRAIN_ARGS + ["--out", str(tmp_path / "single")])
     out = single.communicate(timeout=180)[0]
     assert single.returncode == 0, out
-    np.testing.assert_array_equal(np.load(tmp_path / "multi" / "q.npy"),
-                                  np.load(tmp_path / "single" / "q.npy"))
+    # equal up to float summation order (per-device partial sums are all-reduced)
+    np.testing.assert_allclose(np.load(tmp_path / "multi" / "q.npy"),
+                               np.load(tmp_path / "single" / "q.npy"), rtol=1e-5, atol=1e-6)
 
 
 def test_unreachable_coordinator_is_a_clear_error(tmp_path):
