@@ -151,7 +151,25 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         reward noise (an env may not need both)."""
         return 2 if (self.random_start or self.noisy_reward) else 1
 
+    _default_params: TabularParams | None = None
+
     # ---- what a subclass defines -------------------------------------------------
+    def static_key(self) -> tuple:
+        """The static settings that shape compiled code (shapes, K, flags). Envs are
+        static jit arguments: equal keys share compilations, so everything else must
+        come through params."""
+        raise NotImplementedError
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.static_key()))
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.static_key() == other.static_key()
+
+    @property
+    def default_params(self) -> TabularParams:
+        return self._default_params
+
     def outcomes(self, s: jax.Array, a: jax.Array, params: TabularParams) -> Outcomes:
         """All K results of action ``a`` in state ``s`` (scalars in, ``[K]`` arrays out)."""
         raise NotImplementedError

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxq.envs.base import INT32_MAX, Outcomes, TabularEnvironment, TabularParams, check_max_steps
+from jaxq.envs.grids import slip_directions
 from jaxq.envs.registry import register
 
 NROW, NCOL = 4, 12
@@ -29,14 +30,6 @@ START, GOAL = 36, 47
 UP, RIGHT, DOWN, LEFT = range(4)
 _DR = np.array([-1, 0, 1, 0], np.int32)
 _DC = np.array([0, 1, 0, -1], np.int32)
-
-
-def slip_directions(a: jax.Array, is_slippery: bool) -> jax.Array:
-    """The ``[K]`` headings of action ``a``: ``[a]``, or ``[(a-1)%4, a, (a+1)%4]`` when
-    slippery (Gymnasium's order for both FrozenLake and CliffWalking)."""
-    if is_slippery:
-        return jnp.stack([(a - 1) % 4, a, (a + 1) % 4])
-    return jnp.reshape(a, (1,))
 
 
 class CliffWalking(TabularEnvironment):
@@ -53,11 +46,8 @@ class CliffWalking(TabularEnvironment):
         # reuse a trace made for another time limit.
         self._max_steps = int(max_steps)
 
-    def __hash__(self):
-        return hash((type(self), self.is_slippery, self._max_steps, self.env_id))
-
-    def __eq__(self, other):
-        return type(self) is type(other) and hash(self) == hash(other)
+    def static_key(self) -> tuple:
+        return (self.is_slippery, self._max_steps, self.env_id)
 
     @property
     def default_params(self) -> TabularParams:

@@ -20,7 +20,9 @@ import numpy as np
 from flax import struct
 
 from jaxq.envs.base import Outcomes, TabularEnvironment, TabularParams, check_max_steps
-from jaxq.envs.grids import check_positive_int, check_probability, monotone_path_mask
+from jaxq.envs.grids import (
+    check_positive_int, check_probability, monotone_path_mask, slip_directions,
+)
 from jaxq.envs.registry import register
 
 START, FROZEN, HOLE, GOAL = 0, 1, 2, 3
@@ -89,22 +91,12 @@ class FrozenLake(TabularEnvironment):
         self.n_starts = n_starts
         self.random_start = n_starts > 1
         self.env_id = env_id
-        self._default_params: FrozenLakeParams | None = None
 
-    def __hash__(self):
-        return hash((type(self), self.nrow, self.ncol, self.is_slippery, self.n_starts,
-                     self.env_id))
-
-    def __eq__(self, other):
-        return type(self) is type(other) and hash(self) == hash(other)
-
-    @property
-    def default_params(self) -> FrozenLakeParams:
-        return self._default_params
+    def static_key(self) -> tuple:
+        return (self.nrow, self.ncol, self.is_slippery, self.n_starts, self.env_id)
 
     def outcomes(self, s, a, params: FrozenLakeParams) -> Outcomes:
-        dirs = (jnp.stack([(a - 1) % 4, a, (a + 1) % 4]) if self.is_slippery
-                else jnp.reshape(a, (1,)))
+        dirs = slip_directions(a, self.is_slippery)
         row, col = s // self.ncol, s % self.ncol
         nr = jnp.clip(row + jnp.asarray(_DR)[dirs], 0, self.nrow - 1)
         nc = jnp.clip(col + jnp.asarray(_DC)[dirs], 0, self.ncol - 1)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+
+def slip_directions(a: jax.Array, is_slippery: bool) -> jax.Array:
+    """The ``[K]`` headings of action ``a`` on a 4-direction grid: ``[a]``, or
+    ``[(a-1)%4, a, (a+1)%4]`` when slippery (Gymnasium's order for FrozenLake and
+    CliffWalking, which duplicate-clamped entries in ``P`` depend on)."""
+    if is_slippery:
+        return jnp.stack([(a - 1) % 4, a, (a + 1) % 4])
+    return jnp.reshape(a, (1,))
 
 
 def monotone_path_mask(rng: np.random.Generator, nrow: int, ncol: int) -> np.ndarray:

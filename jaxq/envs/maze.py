@@ -31,7 +31,9 @@ import numpy as np
 from flax import struct
 
 from jaxq.envs.base import Outcomes, TabularEnvironment, TabularParams, check_max_steps
-from jaxq.envs.grids import check_positive_int, check_probability, monotone_path_mask
+from jaxq.envs.grids import (
+    check_positive_int, check_probability, monotone_path_mask, slip_directions,
+)
 from jaxq.envs.registry import register
 
 MAX_STATES = 4096 * 4096
@@ -74,24 +76,14 @@ class Maze(TabularEnvironment):
         self._num_actions = 4
         self.num_outcomes = 3 if slippery else 1
         self.env_id = env_id
-        self._default_params: MazeParams | None = None
 
     # Equality is the static structure only (not the map), so that every maze of one
     # shape shares compiled code; the map must therefore always come through params.
-    def __hash__(self):
-        return hash((type(self), self.nrow, self.ncol, self.slippery, self.random_start,
-                     self.env_id))
-
-    def __eq__(self, other):
-        return type(self) is type(other) and hash(self) == hash(other)
-
-    @property
-    def default_params(self) -> MazeParams:
-        return self._default_params
+    def static_key(self) -> tuple:
+        return (self.nrow, self.ncol, self.slippery, self.random_start, self.env_id)
 
     def outcomes(self, s, a, params: MazeParams) -> Outcomes:
-        dirs = (jnp.stack([(a - 1) % 4, a, (a + 1) % 4]) if self.slippery
-                else jnp.reshape(a, (1,)))
+        dirs = slip_directions(a, self.slippery)
         row, col = s // self.ncol, s % self.ncol
         nr = row + jnp.asarray(_DR)[dirs]
         nc = col + jnp.asarray(_DC)[dirs]

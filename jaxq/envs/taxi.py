@@ -111,12 +111,8 @@ class Taxi(TabularEnvironment):
         self._rainy_probability = float(rainy_probability)
         self._max_steps = int(max_steps)
 
-    def __hash__(self):
-        return hash((type(self), self.is_rainy, self._rainy_probability, self._max_steps,
-                     self.env_id))
-
-    def __eq__(self, other):
-        return type(self) is type(other) and hash(self) == hash(other)
+    def static_key(self) -> tuple:
+        return (self.is_rainy, self._rainy_probability, self._max_steps, self.env_id)
 
     @property
     def default_params(self) -> TaxiParams:

@@ -49,21 +49,10 @@ class ExplicitMDP(TabularEnvironment):
         self.has_action_mask = has_action_mask
         self.noisy_reward = noisy_reward
         self.env_id = env_id
-        self._default_params: MDPParams | None = None
 
-    def _key(self):
-        return (type(self), self.num_states, self._num_actions, self.num_outcomes,
-                self.random_start, self.has_action_mask, self.noisy_reward, self.env_id)
-
-    def __hash__(self):
-        return hash(self._key())
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self._key() == other._key()
-
-    @property
-    def default_params(self) -> MDPParams:
-        return self._default_params
+    def static_key(self) -> tuple:
+        return (self.num_states, self._num_actions, self.num_outcomes, self.random_start,
+                self.has_action_mask, self.noisy_reward, self.env_id)
 
     def outcomes(self, s, a, params: MDPParams) -> Outcomes:
         return Outcomes(params.next_state[s, a], params.prob[s, a], params.reward[s, a],
