@@ -14,7 +14,7 @@ several key splits.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +85,30 @@ def greedy(cols: Columns, u: jax.Array) -> jax.Array:
         rank = rank + x.astype(jnp.int32)
         action = jnp.where(x & (rank == j), a, action)
     return action
+
+
+class GreedyTable(NamedTuple):
+    """Each state's greedy structure, computed once per step from a small ``[S, A]``
+    table so that every env then needs two lookups instead of A gathers and a tie-break:
+    ``n_max[s]`` maximisers, listed in ascending action order in
+    ``order[s * A : s * A + n_max[s]]``; ``v_max[s] = max_a Q(s, a)``."""
+
+    n_max: jax.Array
+    order: jax.Array
+    v_max: jax.Array
+
+
+def greedy_table(q_sa: jax.Array) -> GreedyTable:
+    v_max = jnp.max(q_sa, axis=1)
+    is_max = q_sa == v_max[:, None]
+    order = jnp.argsort(~is_max, axis=1, stable=True).astype(jnp.int32)
+    return GreedyTable(jnp.sum(is_max, axis=1, dtype=jnp.int32), order.reshape(-1), v_max)
+
+
+def greedy_lookup(gt: GreedyTable, s: jax.Array, u: jax.Array) -> jax.Array:
+    """The same action as ``greedy(columns of Q[s], u)``, from the precomputed table."""
+    num_actions = gt.order.shape[0] // gt.n_max.shape[0]
+    return gt.order[s * num_actions + _uniform_index(u, gt.n_max[s])]
 
 
 def epsilon_greedy(cols: Columns, u_explore, u_action, epsilon, masked: bool = False) -> jax.Array:

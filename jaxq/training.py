@@ -191,6 +191,10 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     agent_words = 1 + int(rule.carries_action) + int(T == 2)
     width = agent_words + venv.num_words
     masked = venv.has_action_mask
+    # One-table, unmasked epsilon-greedy learners on a small local table act (and
+    # Q-learning bootstraps) through per-state tables computed once per step.
+    tie_tables = (T == 1 and table.dense and not masked and strategy in ("single", "replicated")
+                  and config.exploration == "epsilon_greedy")
 
     def policy(hp: HParams, t):
         eps = sched(config.epsilon_schedule, hp.epsilon, hp.epsilon_end, config.epsilon_decay_fraction)(t)
@@ -285,7 +289,18 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             q_act = q_act_table.reshape(-1)
         else:
             q_act_table, q_act = None, q_live
-        a = c.action if rule.carries_action else select(behaviour(q_act, c.obs, ep), *coins[0])
+        if tie_tables:  # small table: per-state greedy structure once, then lookups
+            gt = explore.greedy_table(c.q[0])
+            eps = sched(config.epsilon_schedule, hp.epsilon, hp.epsilon_end,
+                        config.epsilon_decay_fraction)(c.t)
+
+            def select_at(s, ue, ua):
+                return jnp.where(ue < eps, explore._uniform_index(ua, A),
+                                 explore.greedy_lookup(gt, s, ua))
+        else:
+            def select_at(s, ue, ua):
+                return select(behaviour(q_act, s, ep), ue, ua)
+        a = c.action if rule.carries_action else select_at(c.obs, *coins[0])
         obs, env_state, r, term, trunc, s_final, success = local_venv.step(
             env_keys, words[agent_words:], c.env_state, a, ep, tables)
         done = term | trunc
@@ -293,15 +308,18 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         # bootstrap action is drawn at the final observation instead.
         a_next = a_boot = a
         if rule.carries_action:
-            a_next = select(behaviour(q_act, obs, ep), *coins[1])
-            a_boot = jnp.where(done, select(behaviour(q_act, s_final, ep), *coins[0]), a_next)
+            a_next = select_at(obs, *coins[1])
+            a_boot = jnp.where(done, select_at(s_final, *coins[0]), a_next)
         if T == 2:
             u_coin, u_tie = coins[-1]
             which = (u_coin < 0.5).astype(jnp.int32)
         else:
             which, u_tie = jnp.zeros(M, jnp.int32), coins[0][1]
-        boot = rule.value(Bootstrap(table, q_live, s_final, a_boot, which, u_tie, probs,
-                                    lambda cols, s: mask(cols, s, ep)))
+        if tie_tables and rule.name == "q_learning":
+            boot = gt.v_max[s_final]  # = max over Q(s', .) columns, bit for bit
+        else:
+            boot = rule.value(Bootstrap(table, q_live, s_final, a_boot, which, u_tie, probs,
+                                        lambda cols, s: mask(cols, s, ep)))
         # n-step window: push, compute targets for complete entries
         w = c.window
         w = Window(
