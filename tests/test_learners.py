@@ -258,11 +258,12 @@ def test_bad_tables_and_envs_are_clear_errors():
         make_train(TrainConfig(env_id="CartPole-v1"))
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(algo="sarsa"), dict(env_id="Taxi-v3", n_step=2)])
+@pytest.mark.parametrize("kw", [dict(), dict(algo="sarsa"), dict(env_id="TwoStateProbe-v0", n_step=2)])
 def test_precomputed_greedy_tables_equal_the_column_path(kw):
     """Small tables act through per-state greedy tables; 'async' with sync_every=1 (the
     synchronous algorithm, on a 1-device mesh) takes the per-env column path instead."""
-    cfg = TrainConfig(num_envs=64, total_steps=64 * 300, num_chunks=2, eval_every=0, **kw)
+    cfg = TrainConfig(num_envs=4096, total_steps=4096 * 50, num_chunks=2, eval_every=0,
+                      env_kwargs={"map_name": "4x4"} if "env_id" not in kw else {}, **kw)
     a = np.asarray(jax.jit(make_train(cfg))(jax.random.key(0)).q)
     b = np.asarray(jax.jit(make_train(cfg.replace(strategy="async")))(jax.random.key(0)).q)
     np.testing.assert_array_equal(a, b)
