@@ -20,6 +20,7 @@ _EXPORTS = {
     "value_iteration": "jaxq.model",
     "policy_evaluation": "jaxq.model",
     "start_value": "jaxq.model",
+    "policy_start_value": "jaxq.model",
     "TrainConfig": "jaxq.config",
     "HParams": "jaxq.config",
     "make_train": "jaxq.training",

@@ -230,5 +230,17 @@ def _policy_evaluation(model, policy, gamma, tol, max_iters: int):
 
 
 def start_value(model: TabularModel, q: jax.Array) -> jax.Array:
-    """Expected value of the start distribution under Q: sum_s mu(s) max_a Q(s, a)."""
+    """sum_s mu(s) max_a Q(s, a): V*(start) for Q = Q*. (For Q = Q^pi this is the value
+    of the improved policy; use ``policy_start_value`` for pi itself.)"""
     return jnp.sum(model.initial * jnp.max(q, axis=1))
+
+
+def policy_start_value(model: TabularModel, policy: jax.Array, gamma: float,
+                       tol: float = 1e-6) -> jax.Array:
+    """V^pi(start) = sum_s mu(s) sum_a pi(a|s) Q^pi(s, a), exactly, for a policy given as
+    greedy actions ``[S]`` or probabilities ``[S, A]``."""
+    policy = jnp.asarray(policy)
+    probs = (jax.nn.one_hot(policy, model.num_actions, dtype=jnp.float32) if policy.ndim == 1
+             else policy.astype(jnp.float32))
+    q_pi = policy_evaluation(model, probs, gamma, tol)
+    return jnp.sum(model.initial * jnp.sum(probs * q_pi, axis=1))

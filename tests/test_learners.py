@@ -127,7 +127,7 @@ def test_converges_to_q_star_on_frozen_lake(algo, n, frozen_q_star):
     assert err < tol_q, f"max|Q - Q*| = {err:.4f} >= {tol_q}"
     # the greedy policy is optimal: its exact value equals V*(start)
     greedy = jnp.argmax(out.q, axis=1)
-    v_pi = float(jaxq.start_value(model, jaxq.policy_evaluation(model, greedy, 0.99, tol=1e-7)))
+    v_pi = float(jaxq.policy_start_value(model, greedy, 0.99, tol=1e-7))
     assert v_pi > float(jaxq.start_value(model, q_star)) - 1e-3
 
 
@@ -267,3 +267,13 @@ def test_precomputed_greedy_tables_equal_the_column_path(kw):
     a = np.asarray(jax.jit(make_train(cfg))(jax.random.key(0)).q)
     b = np.asarray(jax.jit(make_train(cfg.replace(strategy="async")))(jax.random.key(0)).q)
     np.testing.assert_array_equal(a, b)
+
+
+def test_policy_start_value_is_the_policy_not_its_improvement(frozen_q_star):
+    model, q_star = frozen_q_star
+    uniform = jnp.full((16, 4), 0.25)  # a poor policy: its value is far below V*
+    v_uniform = float(jaxq.policy_start_value(model, uniform, 0.99))
+    improved = float(jaxq.start_value(model, jaxq.policy_evaluation(model, uniform, 0.99)))
+    assert 0 < v_uniform < improved <= float(jaxq.start_value(model, q_star)) + 1e-6
+    optimal = float(jaxq.policy_start_value(model, jnp.argmax(q_star, 1), 0.99, tol=1e-7))
+    assert abs(optimal - float(jaxq.start_value(model, q_star))) < 1e-3
