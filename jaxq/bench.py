@@ -1175,6 +1175,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def measure_overhead(quick: bool, seed: int, log: Log) -> dict[str, Any]:
+    """What the conveniences of ``jaxq.train`` cost at their default frequencies: the
+    same run (FrozenLake8x8, N = 65,536) with everything off (5 chunks, no evaluation,
+    no progress bar, no checkpoints) and with the defaults on (50 chunks, a 1,000-episode
+    greedy evaluation every 10 chunks, the progress bar, a checkpoint every 10 chunks).
+    Run time only (compile apart); the better of two runs of each."""
+    import tempfile
+    import warnings
+
+    import jaxq
+    from jaxq.config import TrainConfig
+
+    n = 1024 if quick else 65_536
+    base = TrainConfig(env_id=DEFAULT_ENV, num_envs=n, total_steps=n * (40 if quick else 3_000),
+                       seed=seed)
+    bare = base.replace(eval_every=0, num_chunks=5)
+
+    def best(cfg, **kw):
+        times = []
+        for _ in range(2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                times.append(jaxq.train(cfg, **kw).timings["run_s"])
+        return min(times)
+
+    t_bare = best(bare, progress=False)
+    with tempfile.TemporaryDirectory() as d:
+        t_default = best(base, progress=not quick, checkpoint_path=os.path.join(d, "c.npz"),
+                         checkpoint_every=10)
+    out = {"num_envs": n, "env_steps": base.plan()["env_steps"], "bare_s": t_bare,
+           "defaults_s": t_default, "overhead": t_default / t_bare - 1.0,
+           "defaults": {"num_chunks": base.num_chunks, "eval_every": base.eval_every,
+                        "eval_episodes": base.eval_episodes, "checkpoint_every": 10,
+                        "progress": not quick}}
+    log(f"overhead of evaluation, progress and checkpoints at N={n:,}: "
+        f"{t_bare:.2f} s -> {t_default:.2f} s ({100 * out['overhead']:+.1f}%)")
+    return out
+
+
 def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     bl = _benchlib()
     quick = args.quick
@@ -1206,6 +1245,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     if not args.skip_tts:
         log(f"time to solution (within {SOLVED_GAP:.0%} of V*), classic cap {classic_cap:g} s:")
         tts = time_to_solution(tts_cases(quick), jaxq_cap, classic_cap, args.seed, log)
+    overhead = None if args.skip_throughput else measure_overhead(quick, args.seed, log)
     elapsed = time.perf_counter() - t0
     log(f"done in {elapsed:.1f} s")
     argv = getattr(args, "argv", None)
@@ -1240,6 +1280,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         "load_average": {"start": load_start, "end": _loadavg()},
         "records": records,
         "time_to_solution": tts,
+        "overhead": overhead,
     })
 
 
@@ -1443,6 +1484,21 @@ def render_markdown(results: dict[str, Any]) -> str:
             if row.get("note"):
                 lines.append(f"- {row['label']}: {row['note']}.")
         lines.append("")
+    ov = results.get("overhead")
+    if ov:
+        d = ov["defaults"]
+        lines += [
+            "### What the conveniences cost",
+            "",
+            f"`jaxq.train` at N = {ov['num_envs']:,} ({ov['env_steps']:,} env steps): "
+            f"{_secs(ov['bare_s'])} s with nothing but the learning (5 chunks, no evaluation, "
+            f"no progress bar, no checkpoints), {_secs(ov['defaults_s'])} s at the default "
+            f"frequencies ({d['num_chunks']} chunks, a {d['eval_episodes']:,}-episode greedy "
+            f"evaluation every {d['eval_every']} chunks, a checkpoint every "
+            f"{d['checkpoint_every']} chunks" + (", the progress bar" if d["progress"] else "")
+            + f"): **{100 * ov['overhead']:+.1f}%**.",
+            "",
+        ]
     la = results.get("load_average") or {}
     load = (f", 1-min load average {la['start']:g} at start / {la['end']:g} at end"
             if la.get("start") is not None and la.get("end") is not None else "")
