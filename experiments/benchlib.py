@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -361,3 +362,40 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]],
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def run_experiment(args: Any, experiment: str, run: Callable[[Any, Callable], dict[str, Any]],
+                   render: Callable[[dict[str, Any]], str],
+                   plots: Callable[[dict[str, Any], Path], Sequence[Path]] | None = None,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The flow every experiment script shares: pick the root (``--out``; a temp dir for
+    ``--quick``; else ``experiments/``), then either re-render from the stored results
+    (``--markdown-only``, plots included) or ``run`` the experiment, write its results
+    and plots and (unless ``--no-markdown``) its BENCHMARKS.md section."""
+    if getattr(args, "out", None) is not None:
+        root = Path(args.out)
+    elif getattr(args, "quick", False) and not args.markdown_only:
+        root = Path(tempfile.mkdtemp(prefix=f"jaxq-{experiment}-quick-"))
+    else:
+        root = EXPERIMENTS_DIR
+
+    def section(results: dict[str, Any]) -> None:
+        log(f"wrote {write_section(experiment, render(results), root / MARKDOWN_NAME)}")
+
+    def draw(results: dict[str, Any], where: Path) -> None:
+        if plots is not None and not getattr(args, "no_plots", False):
+            for path in plots(results, where):
+                log(f"wrote {path}")
+
+    if args.markdown_only:
+        results = read_results(experiment, root)
+        draw(results, results_dir(root, experiment))
+        section(results)
+        return results
+    results = run(args, log)
+    latest, archived = write_results(results, experiment, root)
+    log(f"wrote {latest} and {archived.name}")
+    draw(results, latest.parent)
+    if not args.no_markdown:
+        section(results)
+    return results

@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -483,33 +482,11 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(results: dict[str, Any], root: Path) -> Path:
-    return benchlib.write_section(EXPERIMENT, render_markdown(results),
-                                  Path(root) / benchlib.MARKDOWN_NAME)
-
-
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     args = parse_args(argv)
     args.argv = argv
-    if args.out is not None:
-        root = Path(args.out)
-    elif args.quick and not args.markdown_only:
-        root = Path(tempfile.mkdtemp(prefix="jaxq-convergence-quick-"))
-    else:
-        root = benchlib.EXPERIMENTS_DIR
-    if args.markdown_only:
-        results = benchlib.read_results(EXPERIMENT, root)
-        log(f"wrote {write_markdown(results, root)}")
-        return results
-    results = run_benchmark(args, log)
-    latest, archived = benchlib.write_results(results, EXPERIMENT, root)
-    log(f"wrote {latest} and {archived.name}")
-    if not args.no_plots:
-        for path in make_plots(results, latest.parent).values():
-            log(f"wrote {path}")
-    if not args.no_markdown:
-        log(f"wrote {write_markdown(results, root)}")
-    return results
+    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
+                                   lambda r, d: list(make_plots(r, d).values()), log)
 
 
 if __name__ == "__main__":

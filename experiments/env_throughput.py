@@ -37,7 +37,6 @@ import argparse
 import math
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -496,30 +495,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(results: dict[str, Any], root: Path) -> Path:
-    return benchlib.write_section(EXPERIMENT, render_markdown(results),
-                                  Path(root) / benchlib.MARKDOWN_NAME)
-
-
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     args = parse_args(argv)
     args.argv = argv
-    if args.out is not None:
-        root = args.out
-    elif args.quick and not args.markdown_only:
-        root = Path(tempfile.mkdtemp(prefix="jaxq-env-throughput-quick-"))
-    else:
-        root = benchlib.EXPERIMENTS_DIR
-    if args.markdown_only:
-        results = benchlib.read_results(EXPERIMENT, root)
-        log(f"wrote {write_markdown(results, root)}")
-        return results
-    results = run_benchmark(args, log)
-    latest, archived = benchlib.write_results(results, EXPERIMENT, root)
-    log(f"wrote {latest} and {archived.name}")
-    if not args.no_markdown:
-        log(f"wrote {write_markdown(results, root)}")
-    return results
+    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log)
 
 
 if __name__ == "__main__":

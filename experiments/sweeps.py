@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -316,11 +315,6 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(results: dict[str, Any], root: Path) -> Path:
-    return benchlib.write_section(EXPERIMENT, render_markdown(results),
-                                  Path(root) / benchlib.MARKDOWN_NAME)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -354,24 +348,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     args = parse_args(argv)
     args.argv = argv
-    if args.out is not None:
-        root = Path(args.out)
-    elif args.quick and not args.markdown_only:
-        root = Path(tempfile.mkdtemp(prefix="jaxq-sweeps-quick-"))
-    else:
-        root = benchlib.EXPERIMENTS_DIR
-    if args.markdown_only:
-        results = benchlib.read_results(EXPERIMENT, root)
-        log(f"wrote {write_markdown(results, root)}")
-        return results
-    results = run_benchmark(args, log)
-    latest, archived = benchlib.write_results(results, EXPERIMENT, root)
-    log(f"wrote {latest} and {archived.name}")
-    if not args.no_plots:
-        log(f"wrote {make_plot(results, latest.parent)}")
-    if not args.no_markdown:
-        log(f"wrote {write_markdown(results, root)}")
-    return results
+    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
+                                   lambda r, d: [make_plot(r, d)], log)
 
 
 if __name__ == "__main__":

@@ -1181,7 +1181,6 @@ def measure_overhead(quick: bool, seed: int, log: Log) -> dict[str, Any]:
     no progress bar, no checkpoints) and with the defaults on (50 chunks, a 1,000-episode
     greedy evaluation every 10 chunks, the progress bar, a checkpoint every 10 chunks).
     Run time only (compile apart); the better of two runs of each."""
-    import tempfile
     import warnings
 
     import jaxq
@@ -1509,34 +1508,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(results: dict[str, Any], root: Path) -> Path:
-    bl = _benchlib()
-    return bl.write_section(EXPERIMENT, render_markdown(results), Path(root) / bl.MARKDOWN_NAME)
-
-
 def run(argv: list[str] | None = None, log: Log = print) -> dict[str, Any]:
     """``main`` returning the results dict (the profile summary with ``--profile``)."""
     args = parse_args(argv)
     args.argv = argv
     if args.profile:
         return run_profile(args, log)
-    bl = _benchlib()
-    if args.out is not None:
-        root = args.out
-    elif args.quick and not args.markdown_only:
-        root = Path(tempfile.mkdtemp(prefix="jaxq-throughput-quick-"))
-    else:
-        root = bl.EXPERIMENTS_DIR
-    if args.markdown_only:
-        results = bl.read_results(EXPERIMENT, root)
-        log(f"wrote {write_markdown(results, root)}")
-        return results
-    results = run_benchmark(args, log)
-    latest, archived = bl.write_results(results, EXPERIMENT, root)
-    log(f"wrote {latest} and {archived.name}")
-    if not args.no_markdown:
-        log(f"wrote {write_markdown(results, root)}")
-    return results
+    return _benchlib().run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log)
 
 
 def main(argv: list[str] | None = None) -> int:
