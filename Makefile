@@ -23,7 +23,7 @@ test: $(STAMP)
 	JAXQ_MULTIDEVICE=1 $(PY) -m pytest -q tests/multidevice
 
 bench: $(STAMP)
-	$(PY) experiments/env_throughput.py
+	$(PY) experiments/run.py all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
