@@ -399,3 +399,16 @@ def run_experiment(args: Any, experiment: str, run: Callable[[Any, Callable], di
     if not args.no_markdown:
         section(results)
     return results
+
+
+def env_counts(max_envs: int, base: int = 4) -> list[int]:
+    """1, 4, 16, ... up to ``max_envs`` (which is included even if not a power of 4)."""
+    if max_envs < 1:
+        raise ValueError(f"max_envs must be >= 1, got {max_envs}")
+    ns, n = [], 1
+    while n <= max_envs:
+        ns.append(n)
+        n *= base
+    if ns[-1] != max_envs:
+        ns.append(max_envs)
+    return ns

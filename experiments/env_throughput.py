@@ -103,19 +103,6 @@ QUICK_CASES = [("FrozenLake8x8-v1", "jaxq"), ("FrozenLake8x8-v1", "numpy"),
                ("CartPole-v1", "gymnax")]  # (env_id, impl)
 
 
-def env_counts(max_envs: int, base: int = 4) -> list[int]:
-    """1, 4, 16, ... up to ``max_envs`` (which is included even if not a power of 4)."""
-    if max_envs < 1:
-        raise ValueError(f"--max-envs must be >= 1, got {max_envs}")
-    ns, n = [], 1
-    while n <= max_envs:
-        ns.append(n)
-        n *= base
-    if ns[-1] != max_envs:
-        ns.append(max_envs)
-    return ns
-
-
 # ---------------------------------------------------------------------------------------
 # runners: each returns (run(T) -> (reward_sum, episodes), compile_s)
 # ---------------------------------------------------------------------------------------
@@ -360,7 +347,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
     quick = args.quick
     max_envs = args.max_envs or (QUICK_MAX_ENVS if quick else DEFAULT_MAX_ENVS)
-    sizes = env_counts(max_envs, base=16 if quick else 4)
+    sizes = benchlib.env_counts(max_envs, base=16 if quick else 4)
     target_s = args.target_s or (0.02 if quick else 0.2)
     repeats = args.repeats or (2 if quick else 3)
     cases = default_cases()

@@ -37,12 +37,6 @@ def use_dense(num_cells: int, num_updates: int) -> bool:
     return num_cells <= 4 * num_updates
 
 
-def init_scratch(num_cells: int, dense: bool, aggregation: str) -> Scratch | None:
-    if dense or aggregation != "mean":
-        return None
-    return Scratch(jnp.zeros(num_cells, jnp.float32), jnp.zeros(num_cells, jnp.float32))
-
-
 def _get(x, idx):
     return x.at[idx].get(mode="fill", fill_value=0)
 

@@ -112,19 +112,6 @@ def _training():
         return importlib.import_module("jaxq.train")
 
 
-def env_counts(max_envs: int, base: int = 4) -> list[int]:
-    """1, base, base**2, ... up to ``max_envs`` (which is included if not a power)."""
-    if max_envs < 1:
-        raise ValueError(f"max_envs must be >= 1, got {max_envs}")
-    sizes, n = [], 1
-    while n <= max_envs:
-        sizes.append(n)
-        n *= base
-    if sizes[-1] != max_envs:
-        sizes.append(max_envs)
-    return sizes
-
-
 def _pow2(x: float, lo: int = 1, hi: int = INT32_MAX) -> int:
     n = 2 ** round(math.log2(max(float(x), 1.0)))
     return int(min(max(n, lo), hi))
@@ -1217,7 +1204,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     bl = _benchlib()
     quick = args.quick
     max_envs = args.max_envs or (QUICK_MAX_ENVS if quick else DEFAULT_MAX_ENVS)
-    sizes = env_counts(max_envs, base=16 if quick else 4)
+    sizes = _benchlib().env_counts(max_envs, base=16 if quick else 4)
     target_s = args.target_s or (0.02 if quick else 0.5)
     repeats = args.repeats or (2 if quick else 3)
     numpy_budget = args.numpy_budget_s or (5.0 if quick else 90.0)

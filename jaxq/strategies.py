@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxq import aggregate
 from jaxq.explore import q_columns
@@ -263,6 +263,3 @@ def _wait_for_port(host: str, port: int, timeout_s: float, name: str) -> None:
                 ) from None
             time.sleep(0.2)
 
-
-def sharding(mesh: Mesh, spec: P) -> NamedSharding:
-    return NamedSharding(mesh, spec)

@@ -121,14 +121,11 @@ class Learner:
 
 def resolve_env(config: TrainConfig):
     """``(env, params)`` for the config; continuous envs need ``bins``."""
-    from jaxq.envs import discretize
+    from jaxq.envs.discretize import make_tabular
 
-    if hasattr(discretize, "make_tabular"):
-        kw = {k: v for k, v in (("bins", config.bins), ("low", config.low), ("high", config.high))
-              if v is not None}
-        return discretize.make_tabular(config.env_id, **kw, **config.env_kwargs)
-    from jaxq.envs import make
-    return make(config.env_id, **config.env_kwargs)
+    kw = {k: v for k, v in (("bins", config.bins), ("low", config.low), ("high", config.high))
+          if v is not None}
+    return make_tabular(config.env_id, **kw, **config.env_kwargs)
 
 
 def check_table(name: str, q, num_states: int, num_actions: int) -> jax.Array:

@@ -90,14 +90,6 @@ def test_n_step_equals_textbook_n_step(algo):
     np.testing.assert_allclose(np.asarray(q), _replay(algo, init_q, trans, 0.2, 0.95, 0.5, n=3), atol=1e-5)
 
 
-@pytest.mark.parametrize("algo", ["q_learning", "sarsa"])
-def test_n1_is_the_one_step_rule(algo):
-    base = TrainConfig(algo=algo, num_envs=8, total_steps=4000, num_chunks=2, eval_every=0)
-    a = jax.jit(make_train(base))(jax.random.key(0)).q
-    b = jax.jit(make_train(base.replace(n_step=1)))(jax.random.key(0)).q
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
 @pytest.fixture(scope="module")
 def frozen_q_star():
     env, params = jaxq.make("FrozenLake-v1")

@@ -121,10 +121,6 @@ def test_cli_bench_delegates(monkeypatch):
     assert seen == [["--quick", "--max-envs", "4"]]
 
 
-def test_env_counts():
-    assert bench.env_counts(262_144) == [4**k for k in range(10)]
-    assert bench.env_counts(16, base=16) == [1, 16]
-    assert bench.env_counts(1000) == [1, 4, 16, 64, 256, 1000]
 
 
 # ---- the vectorized NumPy baseline --------------------------------------------------
