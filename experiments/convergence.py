@@ -67,7 +67,7 @@ ENV_ID = "FrozenLake8x8-v1"
 GAMMA = 0.99
 EPSILON = 0.1
 VISIT_POWER = 0.6
-SOLVED_GAP = 0.02  # "solved": V* - V^pi <= 2% of |V*| (as jaxq bench's time to solution)
+SOLVED_GAP = 0.02  # "solved": V* - V^pi <= 2% of |V*| (as experiments/time_to_solution.py)
 VALUE_TOL = 1e-5
 CAP_S = 120.0  # per (rule, N) run
 RULES = ("q_learning", "sarsa", "expected_sarsa", "double_q")

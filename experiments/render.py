@@ -7,10 +7,10 @@
 
 Every experiment with a ``<root>/results/<experiment>/results.json`` gets its section
 (between ``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers), rendered by that
-experiment's own ``render_markdown(results)`` (``jaxq.bench`` for throughput and time to
-solution, ``env_throughput``, ``scaling``, ``sweeps``, ``convergence``; Sutton & Barto's
-section is rendered here). Rendering reads the results dict alone (no clock, no machine
-state), so the same results give the same bytes. Text outside the markers is kept as it
+experiment's own ``render_markdown(results)`` (``throughput``, ``jaxq.bench``
+for bench, ``time_to_solution``, ``env_throughput``, ``scaling``, ``sweeps``, ``convergence``; Sutton &
+Barto's section is rendered here). Rendering reads the results dict alone (no clock, no
+machine state), so the same results give the same bytes. Text outside the markers is kept as it
 is; a new file starts with ``benchlib.MARKDOWN_HEADER`` and the sections in the order
 below; a section whose results file is missing is left untouched.
 """
@@ -28,7 +28,9 @@ import benchlib  # noqa: E402
 
 # section name -> (results directory under <root>/results, module with render_markdown)
 SECTIONS: dict[str, tuple[str, str]] = {
-    "throughput": ("throughput", "jaxq.bench"),  # throughput and time to solution
+    "throughput": ("throughput", "throughput"),
+    "bench": ("bench", "jaxq.bench"),
+    "time_to_solution": ("time_to_solution", "time_to_solution"),
     "env_throughput": ("env_throughput", "env_throughput"),
     "scaling": ("scaling", "scaling"),
     "sweeps": ("sweeps", "sweeps"),

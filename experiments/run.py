@@ -9,10 +9,14 @@ Experiments (each writes ``<out>/results/<experiment>/``: ``results.json`` with 
 config, the device, the jax and jaxlib versions and every figure, an archived
 ``<device>-<date>.json`` copy, its PNG plots, and its section of ``<out>/BENCHMARKS.md``):
 
-  throughput        Q-learning steps/s, jaxq vs vectorized NumPy vs a classic Python loop
-                    (``jaxq/bench.py``, also ``jaxq bench``)
-  time_to_solution  seconds until the greedy policy is within 2% of optimal: measured by the
-                    same run as throughput, into the same results file (one name for each)
+  throughput        steps/s vs N (1 ... 2^20) per env, rule and strategy, beside the classic
+                    loop, the threaded dict, plain and optimized vectorized NumPy and
+                    gymnax's CartPole, with the issue's goals checked (``throughput.py``)
+  bench             ``jaxq bench``: one env and rule against the baselines, and what the
+                    conveniences (evaluation, progress, checkpoints) cost (``jaxq/bench.py``)
+  time_to_solution  seconds until the greedy policy is within 2% of optimal, jaxq vs NumPy vs
+                    the classic loop, on FrozenLake, Taxi and 64-1024 mazes
+                    (``time_to_solution.py``)
   env_throughput    environment-only steps/s for every environment (``env_throughput.py``)
   scaling           devices x strategies: steps/s, time to solution, staleness (``scaling.py``)
   sweeps            seeds x lrs x epsilons as one vmapped call: learners/s (``sweeps.py``)
@@ -29,11 +33,11 @@ everything runs on JAX's default backend (``JAX_PLATFORMS`` chooses another), an
 results name it.
 
 ``--out DIR``: the root for ``results/`` and ``BENCHMARKS.md`` (default: ``experiments/``;
-with ``--quick``, a new temp dir, as the scripts do). ``--profile DIR``: for throughput
-(and time_to_solution), ``jaxq bench --profile DIR`` (it traces a few chunks at one N,
-prints where the time goes and writes no results); for the others, a JAX profiler trace
-of the whole run into ``DIR/<experiment>/`` (TensorBoard / Perfetto), except scaling,
-whose work runs in child processes. Arguments after ``--`` go to the experiment's script
+with ``--quick``, a new temp dir, as the scripts do). ``--profile DIR``: for bench,
+``jaxq bench --profile DIR`` (it traces a few chunks at one N, prints where the time goes
+and writes no results); for the others, a JAX profiler trace of the whole run into
+``DIR/<experiment>/`` (TensorBoard / Perfetto), except scaling and throughput, whose
+device work runs (partly) in child processes. Arguments after ``--`` go to the experiment's script
 as they are (``run.py sweeps -- --seeds 3 --steps 100000``).
 """
 
@@ -67,9 +71,11 @@ class Spec:
 
 
 SPECS: dict[str, Spec] = {
-    "throughput": Spec("jaxq.bench", "throughput", "throughput", ("--full",), profile="native"),
-    "time_to_solution": Spec("jaxq.bench", "throughput", "throughput", ("--full",),
-                             profile="native"),
+    # throughput's strategies run in a child process: no trace (it would start JAX here)
+    "throughput": Spec("throughput", "throughput", "throughput", ("--full",), profile="none"),
+    "bench": Spec("jaxq.bench", "bench", "bench", profile="native"),
+    "time_to_solution": Spec("time_to_solution", "time_to_solution", "time_to_solution",
+                             ("--full",)),
     "env_throughput": Spec("env_throughput", "env_throughput", "env_throughput"),
     "scaling": Spec("scaling", "scaling", "scaling", profile="none"),
     "sweeps": Spec("sweeps", "sweeps", "sweeps", ("--full",)),
@@ -78,9 +84,9 @@ SPECS: dict[str, Spec] = {
     "sutton_barto": Spec("sutton_barto", "sutton_barto", "sutton_barto", ("--seeds", "10000"),
                          out_is_dir=True, writes_markdown=False),
 }
-# `all`: scaling first (its parent process must hold no accelerator), one bench run for
-# throughput and time to solution
-ALL = ["scaling", "throughput", "env_throughput", "sweeps", "convergence", "sutton_barto"]
+# `all`: scaling first (its parent process must hold no accelerator)
+ALL = ["scaling", "throughput", "bench", "time_to_solution", "env_throughput", "sweeps",
+       "convergence", "sutton_barto"]
 CHOICES = list(SPECS) + ["all", "render"]
 
 

@@ -1,7 +1,11 @@
-"""Q-learning throughput and time to solution: jaxq beside a classic Python loop and the
-fastest vectorized NumPy Q-learner we could write, in the same run.
+"""``jaxq bench``: one environment and update rule, jaxq beside a classic Python loop and
+the fastest vectorized NumPy Q-learner we could write, in the same run; what the
+conveniences of ``jaxq.train`` cost; and ``--profile`` (a trace and a breakdown of where the
+time goes at one N).
 
-``jaxq bench`` and ``python experiments/throughput.py`` run this module's ``main``.
+The learners and measuring functions here are also what the experiment scripts use
+(``experiments/throughput.py``: every env, rule and strategy up to 2^20 envs with all the
+baselines; ``experiments/time_to_solution.py``).
 
 **Throughput** (default: Q-learning on FrozenLake 8x8, slippery, T = 200; gamma 0.99,
 constant lr 0.1 and epsilon 0.1, set explicitly in every learner):
@@ -31,18 +35,12 @@ constant lr 0.1 and epsilon 0.1, set explicitly in every learner):
   Q-learning update. Environments without a Gymnasium twin (Maze-v0) run as a
   ``gymnasium.Env`` over jaxq's exact model (``ModelEnv``) under ``TimeLimit``.
 
-**Time to solution**: wall-clock seconds until the greedy policy (argmax of Q with ties
-split uniformly, as every learner here acts) is within 2% of optimal:
-``V* - V^pi <= 0.02 * |V*|`` on the start distribution's expected discounted return
-(gamma 0.99), ``V^pi`` computed exactly on the tabular model (``greedy_value``: policy
-evaluation with a sup-norm stop that bounds its own error at 0.1% of |V*|), ``V*`` by
-``jaxq.value_iteration``. |V*| makes the criterion sign-safe (Taxi's values mix -1 step
-costs and the +20 delivery). jaxq is checked after every chunk, the classic loop at the
-end of the first episode after every ``check_s`` seconds of learning; checking time is
-excluded from both, compile time is reported apart and included.
+**Time to solution** (seconds until the greedy policy is within 2% of optimal, for the
+same three learners) is its own experiment, ``experiments/time_to_solution.py``, which
+imports the learners from here.
 
-Writes ``<out>/results/throughput/results.json`` (plus an archived copy) and the
-``throughput`` section of ``<out>/BENCHMARKS.md``.
+Writes ``<out>/results/bench/results.json`` (plus an archived copy) and the ``bench``
+section of ``<out>/BENCHMARKS.md`` (``<out>`` defaults to the checkout's ``experiments/``).
 
     jaxq bench                                  # the default run (a few minutes on CPU)
     jaxq bench --quick                          # seconds; into a temp dir unless --out
@@ -65,21 +63,18 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-EXPERIMENT = "throughput"
+EXPERIMENT = "bench"
 SCHEMA_VERSION = 1
 DEFAULT_ENV = "FrozenLake8x8-v1"
 DEFAULT_ALGO = "q_learning"
 DEFAULT_MAX_ENVS = 262_144
 QUICK_MAX_ENVS = 16
 GAMMA, LR, EPSILON = 0.99, 0.1, 0.1
-SOLVED_GAP = 0.02  # "within 2% of optimal"
-VALUE_TOL = 1e-3  # greedy_value's error bound, relative to |V*|
 INT32_MAX = 2**31 - 1
 
 Log = Callable[[str], None]
@@ -226,9 +221,15 @@ def _metric_sum(metrics, name: str) -> int | None:
 
 
 def measure_jaxq(spec: EnvSpec, algo: str, sizes: list[int], target_s: float, repeats: int,
-                 seed: int, log: Log) -> list[dict[str, Any]]:
+                 seed: int, log: Log,
+                 make_config: Callable[[int, int], Any] | None = None) -> list[dict[str, Any]]:
     """jaxq steps/s at each N: chunk_iters sized from the previous N's rate (recompiled
-    once if the first call misses ``target_s`` by more than 2x)."""
+    once if the first call misses ``target_s`` by more than 2x). ``make_config(N,
+    chunk_iters)`` builds the TrainConfig (default: ``jaxq_config`` for ``spec`` and
+    ``algo``), e.g. to measure another strategy or n-step."""
+    if make_config is None:
+        def make_config(n, iters):
+            return jaxq_config(spec.env_id, spec.env_kwargs, algo, n, iters, seed=seed)
     records, rate = [], None
     for n in sizes:
         rec: dict[str, Any] = {"impl": "jaxq", "num_envs": n}
@@ -238,8 +239,7 @@ def measure_jaxq(spec: EnvSpec, algo: str, sizes: list[int], target_s: float, re
             iters = _pow2(guess * target_s / n, hi=hi)
             compiles = []
             while True:
-                cc = CompiledChunk(jaxq_config(spec.env_id, spec.env_kwargs, algo, n, iters,
-                                               seed=seed))
+                cc = CompiledChunk(make_config(n, iters))
                 compiles.append(cc.compile_s)
                 t0 = time.perf_counter()
                 cc()  # warm-up (first run)
@@ -701,240 +701,6 @@ def measure_classic(spec: EnvSpec, target_s: float, repeats: int, seed: int,
 
 
 # ---------------------------------------------------------------------------------------
-# time to solution
-# ---------------------------------------------------------------------------------------
-class GreedyValue:
-    """``V^pi(start)`` of the greedy policy of a Q-table (ties split uniformly), exact on
-    the tabular model, beside ``V*`` from value iteration.
-
-    Policy evaluation by sweeps ``V <- r_pi + P_pi V`` (each of the A*K outcome columns as
-    one gather over all states), stopped when a sweep changes V by at most
-    ``tol = VALUE_TOL * |V*| * (1 - gamma) / gamma`` in sup norm: then
-    ``|V - V^pi| <= gamma / (1 - gamma) * tol = VALUE_TOL * |V*|`` everywhere, 20x finer
-    than the 2% criterion. (``jaxq.policy_evaluation``'s per-entry relative stop gives
-    the same values but takes ~1 s per check on a 256x256 maze; this takes ~50 ms.)
-    """
-
-    def __init__(self, spec: EnvSpec, gamma: float = GAMMA):
-        import jax
-        import jax.numpy as jnp
-        import jaxq
-
-        self.model = spec.model
-        self.gamma = float(gamma)
-        self.v_star = float(jaxq.start_value(self.model, jaxq.value_iteration(self.model, gamma)))
-        self.tol = VALUE_TOL * max(abs(self.v_star), 1e-12) * (1 - gamma) / max(gamma, 1e-12)
-        self._v0 = jnp.zeros(self.model.num_states, jnp.float32)
-        self._fn = jax.jit(partial(_greedy_start_value, max_sweeps=1_000_000))
-
-    def __call__(self, q) -> float:
-        import jax.numpy as jnp
-
-        v, _ = self._fn(self.model, jnp.asarray(q, jnp.float32), jnp.float32(self.gamma),
-                        jnp.float32(self.tol), self._v0)
-        return float(v)
-
-    def gap(self, v: float) -> float:
-        """(V* - V^pi) / |V*|: solved when <= SOLVED_GAP."""
-        return (self.v_star - v) / abs(self.v_star) if self.v_star else self.v_star - v
-
-
-def greedy_policy(q):
-    import jax.numpy as jnp
-
-    e = (q == jnp.max(q, axis=1, keepdims=True)).astype(jnp.float32)
-    return e / jnp.sum(e, axis=1, keepdims=True)
-
-
-def _greedy_start_value(model, q, gamma, tol, v0, max_sweeps: int):
-    import jax
-    import jax.numpy as jnp
-
-    pi = greedy_policy(q)
-    S, A, K = model.prob.shape
-    r = jnp.sum(pi * model.expected_reward(), axis=1)
-    cont = (pi[:, :, None] * model.prob * gamma * (~model.terminated)).reshape(S, A * K).T
-    ns = model.next_state.reshape(S, A * K).T
-
-    def sweep(v):
-        out = r
-        for j in range(A * K):  # outcome columns as separate gathers (fast on XLA:CPU)
-            out = out + cont[j] * v[ns[j]]
-        return out
-
-    def cond(c):
-        return (c[1] > tol) & (c[2] < max_sweeps)
-
-    def body(c):
-        v, _, i = c
-        v = jax.lax.fori_loop(0, 15, lambda _, v: sweep(v), v)
-        v2 = sweep(v)
-        return v2, jnp.max(jnp.abs(v2 - v)), i + 16
-
-    v, _, sweeps = jax.lax.while_loop(cond, body, (v0, jnp.float32(jnp.inf), jnp.int32(0)))
-    return jnp.sum(model.initial * v), sweeps
-
-
-@dataclass
-class TTSCase:
-    """One time-to-solution row: an env and the configs of jaxq and the classic loop."""
-
-    label: str
-    env_id: str
-    env_kwargs: dict[str, Any]
-    num_envs: int
-    chunk_iters: int
-    lr: float
-    epsilon: float
-    classic_lr: float
-    classic_epsilon: float
-    check_s: float  # classic: seconds of learning between checks
-    note: str = ""
-
-    def jaxq_dict(self) -> dict[str, Any]:
-        return {"num_envs": self.num_envs, "chunk_iters": self.chunk_iters, "lr": self.lr,
-                "epsilon": self.epsilon, "gamma": GAMMA, "lr_schedule": "constant",
-                "epsilon_schedule": "constant", "aggregation": "mean"}
-
-    def classic_dict(self) -> dict[str, Any]:
-        return {"lr": self.classic_lr, "epsilon": self.classic_epsilon, "gamma": GAMMA,
-                "check_s": self.check_s}
-
-
-def tts_cases(quick: bool) -> list[TTSCase]:
-    """The chosen configs (constant lr and epsilon; see the module docstring). Deterministic
-    envs (Taxi, the maze) take lr = 1: every TD error of a cell in one step is then the
-    same, so its mean is exact and one update sets the cell to its target."""
-    maze_size = 32 if quick else 256
-    cases = [
-        TTSCase("FrozenLake 8x8 (slippery)", "FrozenLake8x8-v1", {}, 4096, 64, 0.1, 0.3,
-                0.1, 0.1, 0.1),
-        TTSCase("Taxi", "Taxi-v3", {}, 256, 64, 1.0, 0.1, 1.0, 0.1, 0.05),
-        TTSCase(f"Maze {maze_size}x{maze_size} (uniform start)", "Maze-v0",
-                {"size": maze_size, "start": "uniform"}, 65536 if not quick else 1024,
-                16 if not quick else 64, 1.0, 1.0, 1.0, 1.0, 0.5,
-                note=f"start='uniform' (every free cell a start; seed 0, walls 25%, no "
-                     f"slip): from the top-left alone the goal is {2 * (maze_size - 1)} moves "
-                     f"away, V* = 0.99^{2 * (maze_size - 1) - 1} is tiny, and random "
-                     f"exploration in episodes of {8 * maze_size} steps almost never gets "
-                     f"there; with uniform starts episodes begin near the goal too, so "
-                     f"values spread back from it"),
-    ]
-    if quick:
-        for c in cases:
-            c.check_s = min(c.check_s, 0.1)
-    return cases
-
-
-def tts_jaxq(case: TTSCase, checker: GreedyValue, cap_s: float, seed: int,
-             log: Log) -> dict[str, Any]:
-    rec: dict[str, Any] = {"impl": "jaxq", "config": case.jaxq_dict()}
-    try:
-        cfg = jaxq_config(case.env_id, case.env_kwargs, "q_learning", case.num_envs,
-                          case.chunk_iters,
-                          num_chunks=min(1_000_000, INT32_MAX // case.chunk_iters),
-                          seed=seed, lr=case.lr, epsilon=case.epsilon)
-        cc = CompiledChunk(cfg)
-        train_s = check_s = 0.0
-        chunks, solved, v = 0, False, float("nan")
-        while train_s < cap_s:
-            t0 = time.perf_counter()
-            cc()
-            train_s += time.perf_counter() - t0
-            chunks += 1
-            t1 = time.perf_counter()
-            v = checker(cc.learner.estimate(cc.carry))
-            check_s += time.perf_counter() - t1
-            if checker.gap(v) <= SOLVED_GAP:
-                solved = True
-                break
-        rec.update(solved=solved, compile_s=cc.compile_s, train_s=train_s,
-                   total_s=cc.compile_s + train_s, chunks=chunks,
-                   env_steps=chunks * cc.steps_per_chunk, steps_per_chunk=cc.steps_per_chunk,
-                   check_s=check_s, value=v, gap=checker.gap(v), cap_s=cap_s)
-        log(f"  jaxq     {case.label:<30} {'solved' if solved else 'NOT solved':<10} "
-            f"train {train_s:.3f} s + compile {cc.compile_s:.2f} s, {chunks} chunks, "
-            f"V {v:.4g} / V* {checker.v_star:.4g}")
-    except Exception as e:  # noqa: BLE001
-        rec["error"] = f"{type(e).__name__}: {e}"
-        log(f"  jaxq     {case.label} ERROR {rec['error']}")
-    return rec
-
-
-def tts_classic(case: TTSCase, spec: EnvSpec, checker: GreedyValue, cap_s: float, seed: int,
-                log: Log) -> dict[str, Any]:
-    rec: dict[str, Any] = {"impl": "classic", "config": case.classic_dict()}
-    try:
-        env, gym_id = make_classic_env(spec)
-        learner = ClassicQLearning(env, lr=case.classic_lr, epsilon=case.classic_epsilon,
-                                   seed=seed)
-        state = {"check_s": 0.0, "last": 0.0, "v": float("nan"), "solved": False, "checks": 0}
-        t_start = time.perf_counter()
-
-        def learn_s(now):
-            return now - t_start - state["check_s"]
-
-        def on_episode_end() -> bool:
-            now = time.perf_counter()
-            learned = learn_s(now)
-            if learned >= cap_s:
-                return True
-            if learned - state["last"] < case.check_s:
-                return False
-            state["last"] = learned
-            state["v"] = checker(learner.q)
-            state["checks"] += 1
-            state["check_s"] += time.perf_counter() - now
-            state["solved"] = checker.gap(state["v"]) <= SOLVED_GAP
-            return state["solved"]
-
-        while not learner.run(1 << 20, on_episode_end):
-            if learn_s(time.perf_counter()) >= cap_s:
-                break
-        train_s = learn_s(time.perf_counter())
-        if not state["solved"]:  # a last check at the cap, so the table's value is known
-            t1 = time.perf_counter()
-            state["v"] = checker(learner.q)
-            state["checks"] += 1
-            state["check_s"] += time.perf_counter() - t1
-            state["solved"] = checker.gap(state["v"]) <= SOLVED_GAP
-        solved = state["solved"]
-        v = state["v"]
-        rec.update(solved=solved, compile_s=0.0, train_s=train_s, total_s=train_s,
-                   env_steps=learner.steps, episodes=learner.episodes, checks=state["checks"],
-                   check_s=state["check_s"], value=v, gap=checker.gap(v) if v == v else None,
-                   cap_s=cap_s, gymnasium_id=gym_id)
-        log(f"  classic  {case.label:<30} "
-            f"{'solved' if solved else 'NOT solved':<10} train {train_s:.2f} s"
-            f"{'' if solved else f' (cap {cap_s:g} s)'}, {learner.steps:,} steps, "
-            f"V {v:.4g} / V* {checker.v_star:.4g}")
-    except Exception as e:  # noqa: BLE001
-        rec["error"] = f"{type(e).__name__}: {e}"
-        log(f"  classic  {case.label} ERROR {rec['error']}")
-    return rec
-
-
-def time_to_solution(cases: list[TTSCase], jaxq_cap_s: float, classic_cap_s: float,
-                     seed: int, log: Log) -> list[dict[str, Any]]:
-    rows = []
-    for case in cases:
-        row: dict[str, Any] = {"label": case.label, "env_id": case.env_id,
-                               "env_kwargs": case.env_kwargs, "note": case.note}
-        try:
-            spec = load_env(case.env_id, case.env_kwargs)
-            checker = GreedyValue(spec)
-            row["v_star"] = checker.v_star
-            row["num_states"] = spec.shape[0]
-            row["jaxq"] = tts_jaxq(case, checker, jaxq_cap_s, seed, log)
-            row["classic"] = tts_classic(case, spec, checker, classic_cap_s, seed, log)
-        except Exception as e:  # noqa: BLE001
-            row["error"] = f"{type(e).__name__}: {e}"
-            log(f"  {case.label} ERROR {row['error']}")
-        rows.append(row)
-    return rows
-
-
-# ---------------------------------------------------------------------------------------
 # profile
 # ---------------------------------------------------------------------------------------
 def memcpy_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
@@ -1119,10 +885,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="jaxq bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="seconds, not a measurement: N = 1 and 16, short timings and caps, a "
-                        "32x32 maze; writes into a temp dir unless --out")
-    p.add_argument("--full", action="store_true",
-                   help="longer caps for the classic loop's time to solution (120 s)")
+                   help="seconds, not a measurement: N = 1 and 16, short timings; writes "
+                        "into a temp dir unless --out")
     p.add_argument("--env", default=DEFAULT_ENV, help=f"throughput env id (default {DEFAULT_ENV})")
     p.add_argument("--env-kwargs", default=None, metavar="JSON",
                    help='keyword arguments of the env, e.g. \'{"size": 256}\'')
@@ -1135,17 +899,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed calls (default 3; --quick 2)")
     p.add_argument("--numpy-budget-s", type=float, default=None,
                    help="stop timing NumPy at larger N after this many seconds (default 90)")
-    p.add_argument("--classic-cap-s", type=float, default=None,
-                   help="the classic loop's time-to-solution cap (default 20; --full 120)")
-    p.add_argument("--jaxq-cap-s", type=float, default=None,
-                   help="jaxq's time-to-solution cap (default 60)")
     p.add_argument("--skip-throughput", action="store_true")
-    p.add_argument("--skip-tts", action="store_true", help="no time-to-solution runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
                    help="root for results/ and BENCHMARKS.md (default: experiments/)")
     p.add_argument("--markdown-only", action="store_true",
-                   help="only re-render BENCHMARKS.md from <out>/results/throughput/results.json")
+                   help="only re-render BENCHMARKS.md from <out>/results/bench/results.json")
     p.add_argument("--no-markdown", action="store_true", help="write the JSON only")
     p.add_argument("--profile", default=None, metavar="DIR",
                    help="trace a few chunks at --num-envs into DIR and print a breakdown "
@@ -1155,8 +914,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="batched steps per chunk for --profile (default: ~0.2 s)")
     p.add_argument("--profile-chunks", type=int, default=3, help="chunks traced by --profile")
     args = p.parse_args(argv)
-    if args.quick and args.full:
-        p.error("--quick and --full exclude each other")
     if args.num_envs is not None and args.num_envs < 1:
         p.error("--num-envs must be >= 1")
     return args
@@ -1208,8 +965,6 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     target_s = args.target_s or (0.02 if quick else 0.5)
     repeats = args.repeats or (2 if quick else 3)
     numpy_budget = args.numpy_budget_s or (5.0 if quick else 90.0)
-    classic_cap = args.classic_cap_s or (0.5 if quick else 120.0 if args.full else 20.0)
-    jaxq_cap = args.jaxq_cap_s or (10.0 if quick else 60.0)
     env_kwargs = _env_kwargs(args)
     baselines = args.algo == "q_learning"
 
@@ -1227,10 +982,6 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
             records.append(measure_classic(spec, max(target_s, 0.02), repeats, args.seed, log))
         else:
             log(f"  (no NumPy / classic baselines for algo {args.algo!r}: they are Q-learning)")
-    tts: list[dict[str, Any]] = []
-    if not args.skip_tts:
-        log(f"time to solution (within {SOLVED_GAP:.0%} of V*), classic cap {classic_cap:g} s:")
-        tts = time_to_solution(tts_cases(quick), jaxq_cap, classic_cap, args.seed, log)
     overhead = None if args.skip_throughput else measure_overhead(quick, args.seed, log)
     elapsed = time.perf_counter() - t0
     log(f"done in {elapsed:.1f} s")
@@ -1242,7 +993,6 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         "info": info,
         "config": {
             "quick": quick,
-            "full": args.full,
             "env_id": args.env,
             "env_kwargs": env_kwargs,
             "algo": args.algo,
@@ -1254,10 +1004,6 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
             "target_s": target_s,
             "repeats": repeats,
             "numpy_budget_s": numpy_budget,
-            "classic_cap_s": classic_cap,
-            "jaxq_cap_s": jaxq_cap,
-            "solved_gap": SOLVED_GAP,
-            "value_tol": VALUE_TOL,
             "seed": args.seed,
             "command": shlex.join(cmd),
         },
@@ -1265,7 +1011,6 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         # 1-minute load averages: other work on the machine shows up here
         "load_average": {"start": load_start, "end": _loadavg()},
         "records": records,
-        "time_to_solution": tts,
         "overhead": overhead,
     })
 
@@ -1327,11 +1072,12 @@ def _secs(x: float | None) -> str:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The ``throughput`` section, from the results dict alone (deterministic)."""
+    """The ``bench`` section, from the results dict alone (deterministic)."""
     bl = _benchlib()
     info, cfg, recs = results["info"], results["config"], results["records"]
     lines = [
-        f"## Q-learning throughput and time to solution — {info['date_utc'][:10]} · "
+        f"## jaxq bench: {cfg.get('algo', 'q_learning')} on {cfg.get('env_id', '?')} against "
+        f"the baselines — {info['date_utc'][:10]} · "
         f"{bl.machine_line(info)} · device: {bl.device_line(info)}",
         "",
     ]
@@ -1402,74 +1148,6 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(f"- {r['impl']} N={r['num_envs']:,}: `{r['error']}`")
         if errors:
             lines.append("")
-    tts = results.get("time_to_solution") or []
-    if tts:
-        lines += [
-            "### Time to solution",
-            "",
-            f"Seconds until the greedy policy (ties split uniformly) is within "
-            f"{cfg['solved_gap']:.0%} of optimal: V\\* − V^π ≤ {cfg['solved_gap']:g} · |V\\*| "
-            f"for the expected discounted return (gamma {cfg['gamma']:g}) from the start "
-            "distribution, V^π evaluated exactly on the tabular model, V\\* by value "
-            "iteration. jaxq is checked after every chunk, the classic loop after every "
-            "*check* seconds of learning (at an episode's end); checking time is excluded. "
-            "jaxq's *total* includes compiling (init + chunk); the classic loop compiles "
-            "nothing. Constant lr and epsilon; seed "
-            f"{cfg['seed']}.",
-            "",
-        ]
-        header = ["env", "V*", "learner", "config", "solved", "learning (s)", "compile (s)",
-                  "total (s)", "env steps", "V^π / V*"]
-        rows = []
-        for row in tts:
-            if "error" in row:
-                rows.append([row["label"], "–", "error", f"`{row['error']}`"] + ["–"] * 6)
-                continue
-            for impl in ("jaxq", "classic"):
-                r = row.get(impl) or {}
-                if "error" in r:
-                    rows.append([row["label"], f"{row['v_star']:.4g}", impl,
-                                 f"`{r['error']}`"] + ["–"] * 6)
-                    continue
-                c = r["config"]
-                conf = (f"N={c['num_envs']:,}, chunk={c['chunk_iters']}, lr={c['lr']:g}, "
-                        f"eps={c['epsilon']:g}" if impl == "jaxq" else
-                        f"lr={c['lr']:g}, eps={c['epsilon']:g}, check={c['check_s']:g} s")
-                solved = r["solved"]
-                learn = _secs(r["train_s"]) if solved else f"> {r['cap_s']:g}"
-                total = _secs(r["total_s"]) if solved else f"> {r['cap_s'] + r['compile_s']:.3g}"
-                ratio = (f"{r['value'] / row['v_star']:.3f}"
-                         if r.get("value") is not None and math.isfinite(r["value"])
-                         and row["v_star"] else "–")
-                rows.append([row["label"], f"{row['v_star']:.4g}",
-                             "jaxq" if impl == "jaxq" else "classic loop", conf,
-                             "yes" if solved else "no", learn,
-                             _secs(r["compile_s"]) if impl == "jaxq" else "–", total,
-                             f"{r['env_steps']:,}", ratio])
-        lines.append(bl.table(header, rows, ["l", "r", "l", "l", "l", "r", "r", "r", "r", "r"]))
-        lines.append("")
-        sp = []
-        for row in tts:
-            j, c = row.get("jaxq") or {}, row.get("classic") or {}
-            if not (j.get("solved") and "train_s" in c):
-                continue
-            learn = c["train_s"] / max(j["train_s"], 1e-9)
-            total = c["total_s"] / j["total_s"]
-            if c.get("solved"):
-                text = f"{row['label']}: learning {learn:,.0f}x faster"
-                text += (f", {total:,.1f}x counting compile" if total >= 1 else
-                         f"; counting compile the classic loop finishes first "
-                         f"({_secs(c['total_s'])} s vs {_secs(j['total_s'])} s)")
-            else:
-                text = (f"{row['label']}: learning > {learn:,.0f}x faster, > {total:,.1f}x "
-                        f"counting compile (the classic loop was stopped at its cap)")
-            sp.append(text)
-        if sp:
-            lines += ["jaxq vs the classic loop (time to solution): " + "; ".join(sp) + ".", ""]
-        for row in tts:
-            if row.get("note"):
-                lines.append(f"- {row['label']}: {row['note']}.")
-        lines.append("")
     ov = results.get("overhead")
     if ov:
         d = ov["defaults"]

@@ -1,274 +1,106 @@
-"""``jaxq bench`` / ``experiments/throughput.py``: the ``--quick`` run in process (its JSON
-schema and BENCHMARKS.md section), and the baselines it compares against: the vectorized
-NumPy learner is exactly the batched algorithm (checked step by step against a per-env
-reference driven by the same random words) and it learns; the greedy-value checker
-agrees with ``jaxq.policy_evaluation``. Nothing here asserts a speed."""
+"""experiments/throughput.py --quick: every panel and baseline runs, the results file has
+its schema, the plots are written, and re-rendering is deterministic."""
 
+from __future__ import annotations
+
+import importlib.util
 import json
-import math
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
 
-from jaxq import bench
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+sys.path.insert(0, str(EXPERIMENTS / "baselines"))
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+throughput = _load("throughput")
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("throughput")
-    logs = []
-    results = bench.run(["--quick", "--out", str(root)], log=logs.append)
+    logs: list[str] = []
+    results = throughput.main(["--quick", "--out", str(root)], log=logs.append)
     return root, results, logs
 
 
-def test_quick_results_schema(quick_run):
-    root, results, logs = quick_run
-    out = root / "results" / "throughput"
-    stored = json.loads((out / "results.json").read_text())
-    assert stored == json.loads(json.dumps(results))
-    archived = [p for p in out.glob("*.json") if p.name != "results.json"]
-    assert len(archived) == 1 and archived[0].name.startswith(results["info"]["device"]["slug"])
-
-    assert stored["experiment"] == "throughput" and stored["schema_version"] == 1
-    assert {"date_utc", "machine", "device", "versions"} <= set(stored["info"])
-    cfg = stored["config"]
-    assert cfg["quick"] is True and cfg["num_envs"] == [1, 16]
-    assert cfg["env_id"] == "FrozenLake8x8-v1" and cfg["algo"] == "q_learning"
-    assert (cfg["lr"], cfg["epsilon"], cfg["gamma"]) == (0.1, 0.1, 0.99)
-
-    recs = stored["records"]
-    by_impl = {}
-    for r in recs:
-        assert "error" not in r, r
-        by_impl.setdefault(r["impl"], []).append(r)
-    assert sorted(by_impl) == ["classic", "jaxq", "numpy"]
-    assert [r["num_envs"] for r in by_impl["jaxq"]] == [1, 16]
-    assert [r["num_envs"] for r in by_impl["numpy"]] == [1, 16]
-    for r in by_impl["jaxq"]:
-        assert {"steps_per_s", "compile_s", "chunk_iters", "median_s", "times_s",
-                "cpu_per_wall", "episodes"} <= set(r)
-        assert r["steps_per_s"] == pytest.approx(r["num_envs"] * r["chunk_iters"] / r["median_s"])
-        assert r["compile_s"] > 0 and len(r["times_s"]) == cfg["repeats"]
-    for r in by_impl["numpy"]:
-        assert r["steps_per_s"] == pytest.approx(r["num_envs"] * r["T"] / r["median_s"])
-        assert r["dense"] is True and r["episodes"] > 0
-    (classic,) = by_impl["classic"]
-    assert classic["gymnasium_id"] == "FrozenLake-v1" and classic["steps_per_s"] > 0
-    for r in recs:
-        assert math.isfinite(r["steps_per_s"]) and r["steps_per_s"] > 0
-
-    tts = stored["time_to_solution"]
-    assert [row["env_id"] for row in tts] == ["FrozenLake8x8-v1", "Taxi-v3", "Maze-v0"]
-    for row in tts:
-        assert "error" not in row, row
-        assert row["v_star"] != 0
-        for impl in ("jaxq", "classic"):
-            r = row[impl]
-            assert "error" not in r, r
-            assert {"solved", "train_s", "compile_s", "total_s", "env_steps", "value",
-                    "cap_s", "config"} <= set(r)
-            assert r["total_s"] == pytest.approx(r["train_s"] + r["compile_s"])
-            if r["solved"]:
-                assert row["v_star"] - r["value"] <= 0.02 * abs(row["v_star"]) + 1e-9
-        # jaxq solves all three within its cap even in --quick
-        assert row["jaxq"]["solved"], row
-        assert row["jaxq"]["compile_s"] > 0
-    assert any("time to solution" in line for line in logs)
+def test_results_schema(quick_run):
+    root, results, _ = quick_run
+    stored = json.loads((root / "results" / "throughput" / "results.json").read_text())
+    assert stored["experiment"] == "throughput"
+    for key in ("device", "jax", "jaxlib", "config", "series", "classic", "threaded",
+                "summary", "goals"):
+        assert key in stored, key
+    assert stored["jax"] and stored["jaxlib"]
+    ns = stored["config"]["num_envs"]
+    assert ns == [1, 4, 16]
+    panels = {x["panel"] for x in stored["series"]}
+    assert panels == {"envs", "rules", "strategies", "baselines"}
+    labels = {(x["panel"], x["label"]) for x in stored["series"]}
+    for needed in [("envs", "FrozenLake 8x8"), ("envs", "CartPole (gymnax, discretized)"),
+                   ("rules", "Double Q"), ("baselines", "NumPy, optimized (1 thread)"),
+                   ("baselines", "NumPy, plain (1 thread)"),
+                   ("baselines", "gymnax CartPole env only")]:
+        assert needed in labels, needed
+    for x in stored["series"]:
+        if x["panel"] == "strategies":
+            continue
+        rates = [r.get("steps_per_s") for r in x["records"]]
+        assert [r["num_envs"] for r in x["records"]] == ns, x["label"]
+        assert all(r is not None and r > 0 for r in rates), (x["label"], x["records"])
+    strategies = [x for x in stored["series"] if x["panel"] == "strategies"]
+    assert {x["config"]["strategy"] for x in strategies} == {"replicated", "sharded", "async"}
+    for x in strategies:
+        assert [r["num_envs"] for r in x["records"]] == [4, 16]
+        assert all(r["steps_per_s"] > 0 and r["devices"] == 2 for r in x["records"])
+    assert stored["classic"]["steps_per_s"] > 0
+    assert [t["num_threads"] for t in stored["threaded"]] == [1, 2]
+    # the summary's ratios are the best jaxq FrozenLake 8x8 point over each baseline's best
+    sm = stored["summary"]
+    fl = next(x for x in stored["series"] if x["label"] == "FrozenLake 8x8")
+    best = max(r["steps_per_s"] for r in fl["records"])
+    assert sm["jaxq_best"]["steps_per_s"] == best
+    assert sm["ratios"]["classic"] == pytest.approx(best / stored["classic"]["steps_per_s"])
+    names = [g["name"] for g in stored["goals"]]
+    assert any("classic" in n for n in names) and any("H100" in n for n in names)
+    for g in stored["goals"]:
+        assert g["met"] is None or g["met"] == (g["value"] >= g["target"])
 
 
-def test_quick_markdown_section(quick_run):
+def test_plots_written(quick_run):
+    root, results, _ = quick_run
+    for name in results["plots"].values():
+        path = root / "results" / "throughput" / name
+        assert path.exists() and path.stat().st_size > 10_000, path
+
+
+def test_markdown_section_and_regeneration(quick_run, tmp_path):
     root, results, _ = quick_run
     text = (root / "BENCHMARKS.md").read_text()
-    begin, end = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
-    assert text.count(begin) == 1 and text.count(end) == 1
-    section = text[text.index(begin):text.index(end)]
-    assert results["info"]["date_utc"][:10] in section
-    assert "| N | jaxq steps/s | chunk_iters | compile (s) | cpu/wall | NumPy steps/s |" in section
-    assert "**Classic loop**" in section and "x the classic loop" in section
-    assert "jaxq / vectorized NumPy" in section
-    assert "### Time to solution" in section
-    for label in ("FrozenLake 8x8 (slippery)", "Taxi", "Maze 32x32 (uniform start)"):
-        assert f"| {label} |" in section
-    assert "smoke test" in section
-
-
-def test_markdown_only_is_deterministic(quick_run, tmp_path):
-    root, results, _ = quick_run
+    assert "<!-- BEGIN throughput -->" in text and "CartPole" in text and "Goals" in text
     (tmp_path / "results" / "throughput").mkdir(parents=True)
     (tmp_path / "results" / "throughput" / "results.json").write_text(
         (root / "results" / "throughput" / "results.json").read_text())
-    md = tmp_path / "BENCHMARKS.md"
-    before = "# Mine\n\n<!-- BEGIN other -->\nkeep me\n<!-- END other -->\n"
-    md.write_text(before)
-    assert bench.main(["--markdown-only", "--out", str(tmp_path)]) == 0
-    once = md.read_text()
-    assert once.startswith(before)
-    bench.main(["--markdown-only", "--out", str(tmp_path)])
-    assert md.read_text() == once
-
-    def sec(t):
-        return t[t.index("<!-- BEGIN throughput"):t.index("<!-- END throughput")]
-
-    assert sec(once) == sec((root / "BENCHMARKS.md").read_text())
+    throughput.main(["--markdown-only", "--no-plots", "--out", str(tmp_path)],
+                    log=lambda s: None)
+    first = (tmp_path / "BENCHMARKS.md").read_text()
+    throughput.main(["--markdown-only", "--no-plots", "--out", str(tmp_path)],
+                    log=lambda s: None)
+    assert (tmp_path / "BENCHMARKS.md").read_text() == first
+    assert throughput.render_markdown(results) in first
 
 
-def test_cli_bench_delegates(monkeypatch):
-    from jaxq import cli
-
-    seen = []
-    monkeypatch.setattr(bench, "main", lambda argv: seen.append(list(argv)) or 0)
-    assert cli.main(["bench", "--quick", "--max-envs", "4"]) == 0
-    assert seen == [["--quick", "--max-envs", "4"]]
-
-
-
-
-# ---- the vectorized NumPy baseline --------------------------------------------------
-
-class _Words:
-    """A stand-in Generator whose ``bit_generator.random_raw`` hands out known words."""
-
-    def __init__(self, seed):
-        self._rng = np.random.default_rng(seed)
-        self.bit_generator = self
-        self.log = []
-
-    def random_raw(self, n):
-        w = self._rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) \
-            + self._rng.integers(0, 2, size=n, dtype=np.int64).astype(np.uint64)
-        self.log.append(w.copy())
-        return w
-
-
-def _reference_step(spec, q, s, t, words, gamma, lr, eps16):
-    """One batched step, env by env, in plain Python (float32 arithmetic in the same order
-    as the vectorized learner): returns (q, s, t)."""
-    S, A, K = spec.shape
-    N = len(s)
-    word, word2 = words[:N], (words[N:] if len(spec.starts) > 1 else None)
-    acc = np.zeros((S, A), np.float32)
-    cnt = np.zeros((S, A), np.int64)
-    new_s, new_t = s.copy(), t.copy()
-    g32 = np.float32(gamma)
-    for i in range(N):
-        w = int(word[i])
-        xe, xa, xs = w >> 48, (w >> 32) & 0xFFFF, w & 0xFFFFFF
-        row = q[s[i]]
-        best = [a for a in range(A) if row[a] == row.max()]
-        a = (xa * A) >> 16 if xe < eps16 else best[(xa * len(best)) >> 16]
-        p = spec.prob[s[i], a]
-        cdf = np.cumsum(p, dtype=np.float32)
-        k = 0
-        for j in range(1, K):
-            if p[j] > 0 and xs >= math.ceil(float(cdf[j - 1]) * 2**24):
-                k = j
-        ns = int(spec.next_state[s[i], a, k])
-        term = bool(spec.terminated[s[i], a, k])
-        r = np.float32(spec.reward[s[i], a, k])
-        gc = np.float32(0.0) if term else g32
-        td = np.float32(r + gc * q[ns].max()) - q[s[i], a]
-        acc[s[i], a] += td
-        cnt[s[i], a] += 1
-        new_t[i] = t[i] + 1
-        if term or new_t[i] >= spec.max_steps:
-            if word2 is None:
-                new_s[i] = spec.starts[0]
-            else:
-                idx = ((int(word2[i]) >> 32) * len(spec.starts)) >> 32
-                new_s[i] = spec.starts[idx]
-            new_t[i] = 0
-        else:
-            new_s[i] = ns
-    q = (q + (np.float32(lr) * acc) / np.maximum(cnt, 1)).astype(np.float32)
-    return q, new_s, new_t
-
-
-@pytest.mark.parametrize("env_id,kwargs,dense,epsilon", [
-    ("FrozenLake8x8-v1", {"reward_schedule": (1.0, -1.0, -0.01)}, True, 0.3),
-    ("FrozenLake8x8-v1", {"reward_schedule": (1.0, -1.0, -0.01)}, False, 0.3),
-    ("FrozenLake-v1", {}, True, 0.3),
-    ("Taxi-v3", {}, True, 0.2),
-    ("Maze-v0", {"size": 8, "start": "uniform", "slip": 0.2, "max_steps": 12}, True, 0.5),
-    ("Maze-v0", {"size": 8, "start": "uniform", "slip": 0.2, "max_steps": 12}, False, 0.5),
-    # a zero-probability outcome before a likely one (slip=0.0 on a slippery layout)
-    ("FrozenLake-v1", {"success_rate": 1.0}, True, 0.5),
-])
-def test_numpy_learner_is_the_batched_algorithm(env_id, kwargs, dense, epsilon):
-    spec = bench.load_env(env_id, kwargs)
-    n, gamma, lr = 37, 0.9, 0.5
-    learner = bench.NumpyQLearner(spec, n, gamma=gamma, lr=lr, epsilon=epsilon, seed=0,
-                                  block=16, dense=dense)  # 3 blocks, the last partial
-    assert learner.dense is dense
-    fake = _Words(1)
-    learner.rng = fake
-    S, A, _ = spec.shape
-    q = np.zeros((S, A), np.float32)
-    s, t = learner.s.copy(), learner.t.copy()
-    for _ in range(100):
-        learner.run(1)
-        draws, fake.log[:] = list(fake.log), []
-        if learner.random_start:  # each draw is [words(m), reset words(m)]
-            words = np.concatenate([d[:len(d) // 2] for d in draws]
-                                   + [d[len(d) // 2:] for d in draws])
-        else:
-            words = np.concatenate(draws)
-        q, s, t = _reference_step(spec, q, s, t, words, gamma, lr, learner.eps16)
-        np.testing.assert_array_equal(learner.s, s)
-        np.testing.assert_array_equal(learner.t, t)
-        np.testing.assert_array_equal(learner.q_table(), q)
-    assert np.abs(q).max() > 0  # something was learned
-
-
-def test_numpy_learner_learns_frozen_lake():
-    """A real Q-learner: on FrozenLake 4x4 (slippery) its greedy policy reaches the goal
-    far more often than a random policy (~1.5%) and comes near the optimal value."""
-    import jax
-    import jaxq
-
-    spec = bench.load_env("FrozenLake-v1")
-    learner = bench.NumpyQLearner(spec, 256, lr=0.1, epsilon=0.5, seed=0)
-    learner.run(2000)  # 512k env steps
-    q = learner.q_table()
-    ev = jaxq.evaluate(spec.env, spec.params, q, num_episodes=2000, key=jax.random.key(1))
-    assert float(ev.success_rate) > 0.5
-    checker = bench.GreedyValue(spec)
-    assert checker.gap(checker(q)) < 0.1
-    assert learner.episodes > 0 and learner.successes > 0
-
-
-def test_greedy_value_matches_policy_evaluation():
-    import jax
-    import jax.numpy as jnp
-    import jaxq
-
-    spec = bench.load_env("FrozenLake-v1")
-    checker = bench.GreedyValue(spec)
-    q = jnp.round(jax.random.uniform(jax.random.key(0), (16, 4)) * 3) / 3  # with ties
-    pi = bench.greedy_policy(q)
-    q_pi = jaxq.policy_evaluation(spec.model, pi, bench.GAMMA)
-    exact = float(jnp.sum(spec.model.initial * jnp.sum(pi * q_pi, axis=1)))
-    assert checker(q) == pytest.approx(exact, abs=1e-3 * abs(checker.v_star))
-    q_star = jaxq.value_iteration(spec.model, bench.GAMMA)
-    assert checker.gap(checker(q_star)) == pytest.approx(0.0, abs=1e-3)
-
-
-def test_classic_loop_learns_taxi():
-    spec = bench.load_env("Taxi-v3")
-    env, gym_id = bench.make_classic_env(spec)
-    assert gym_id in ("Taxi-v4", "Taxi-v3")
-    learner = bench.ClassicQLearning(env, lr=1.0, epsilon=0.1, seed=0)
-    learner.run(60_000)
-    checker = bench.GreedyValue(spec)
-    assert checker.gap(checker(learner.q)) < 0.1
-
-
-def test_profile_writes_a_trace(tmp_path):
-    res = bench.run(["--profile", str(tmp_path), "--num-envs", "16", "--chunk-iters", "32",
-                     "--profile-chunks", "2"], log=lambda s: None)
-    assert (tmp_path / "profile_summary.json").exists()
-    assert res["num_envs"] == 16 and res["steps_per_chunk"] == 16 * 32
-    assert res["compile_s"] > 0 and res["steps_per_s"] > 0 and res["memcpy_bandwidth_Bps"] > 0
-    assert res["trace"] is not None and res["trace"]["events"] > 0
-    assert res["traced_device_per_chunk_s"] > 0
-    text = bench.render_profile(res)
-    assert "compile" in text and "host overhead" in text
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--max-envs", "0"])
+    with pytest.raises(SystemExit):
+        throughput.settings(throughput.parse_args(["--envs", "NoSuchEnv"]))
