@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
+from jaxq import benchlib  # noqa: E402
 
 # section name -> (results directory under <root>/results, module with render_markdown)
 SECTIONS: dict[str, tuple[str, str]] = {

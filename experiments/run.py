@@ -56,7 +56,7 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import benchlib  # noqa: E402
+from jaxq import benchlib  # noqa: E402
 
 
 @dataclass(frozen=True)

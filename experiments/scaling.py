@@ -79,7 +79,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "baselines"))
-import benchlib  # noqa: E402
+from jaxq import benchlib  # noqa: E402
 
 EXPERIMENT = "scaling"
 SCHEMA_VERSION = 1
@@ -188,7 +188,9 @@ class _Compiled:
         metrics = None
         for _ in range(calls):
             self.carry, metrics = self.chunk(self.carry, self.hp, self.ep)
-        jax.block_until_ready((self.carry, metrics))
+            # one call in flight at a time: with many queued calls of a collective program,
+            # XLA:CPU's forced devices can deadlock in the all-reduce rendezvous
+            jax.block_until_ready((self.carry, metrics))
         return metrics
 
     def q(self) -> np.ndarray:
@@ -206,7 +208,8 @@ def worker_throughput(devices: int, spec: dict[str, Any]) -> list[dict[str, Any]
                 records.append(rec)
                 continue
             try:
-                iters = max(1, spec["steps_per_call"] // n)
+                iters = max(1, min(spec["steps_per_call"] // n,
+                                   spec.get("max_chunk_iters", 1 << 30)))
                 cc = _Compiled(_config(n, iters, 1000, strategy, devices, seed=spec["seed"]))
                 cpu = []
 

@@ -68,6 +68,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from jaxq import benchlib
+
 EXPERIMENT = "bench"
 SCHEMA_VERSION = 1
 DEFAULT_ENV = "FrozenLake8x8-v1"
@@ -83,22 +85,6 @@ Log = Callable[[str], None]
 # ---------------------------------------------------------------------------------------
 # shared pieces
 # ---------------------------------------------------------------------------------------
-def _benchlib():
-    """``experiments/benchlib.py`` (the shared benchmark helpers), loaded by path: it lives
-    beside the scripts, outside the package (so ``jaxq bench`` needs a source checkout)."""
-    if "benchlib" in sys.modules:
-        return sys.modules["benchlib"]
-    path = Path(__file__).resolve().parents[1] / "experiments" / "benchlib.py"
-    if not path.exists():
-        raise RuntimeError(f"jaxq bench needs the repository's experiments/benchlib.py "
-                           f"(not found at {path}); run it from a source checkout")
-    spec = importlib.util.spec_from_file_location("benchlib", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchlib"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _training():
     """``jaxq.training`` (``jaxq.train`` in older layouts)."""
     try:
@@ -521,7 +507,7 @@ def measure_numpy(spec: EnvSpec, sizes: list[int], target_s: float, repeats: int
                   budget_s: float, log: Log) -> list[dict[str, Any]]:
     """Vectorized NumPy steps/s at each N (``benchlib.time_scaled``); stops once the
     sizes so far took ``budget_s``."""
-    bl = _benchlib()
+    bl = benchlib
     records, rate, t_start = [], None, time.perf_counter()
     for n in sizes:
         rec: dict[str, Any] = {"impl": "numpy", "num_envs": n}
@@ -680,7 +666,7 @@ class ClassicQLearning:
 
 def measure_classic(spec: EnvSpec, target_s: float, repeats: int, seed: int,
                     log: Log) -> dict[str, Any]:
-    bl = _benchlib()
+    bl = benchlib
     rec: dict[str, Any] = {"impl": "classic", "num_envs": 1}
     try:
         env, gym_id = make_classic_env(spec)
@@ -873,7 +859,7 @@ def render_profile(r: dict[str, Any]) -> str:
 # the run
 # ---------------------------------------------------------------------------------------
 def _human(x):
-    return _benchlib().human(x)
+    return benchlib.human(x)
 
 
 def _env_kwargs(args) -> dict[str, Any]:
@@ -958,10 +944,10 @@ def measure_overhead(quick: bool, seed: int, log: Log) -> dict[str, Any]:
 
 
 def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
-    bl = _benchlib()
+    bl = benchlib
     quick = args.quick
     max_envs = args.max_envs or (QUICK_MAX_ENVS if quick else DEFAULT_MAX_ENVS)
-    sizes = _benchlib().env_counts(max_envs, base=16 if quick else 4)
+    sizes = benchlib.env_counts(max_envs, base=16 if quick else 4)
     target_s = args.target_s or (0.02 if quick else 0.5)
     repeats = args.repeats or (2 if quick else 3)
     numpy_budget = args.numpy_budget_s or (5.0 if quick else 90.0)
@@ -1073,7 +1059,7 @@ def _secs(x: float | None) -> str:
 
 def render_markdown(results: dict[str, Any]) -> str:
     """The ``bench`` section, from the results dict alone (deterministic)."""
-    bl = _benchlib()
+    bl = benchlib
     info, cfg, recs = results["info"], results["config"], results["records"]
     lines = [
         f"## jaxq bench: {cfg.get('algo', 'q_learning')} on {cfg.get('env_id', '?')} against "
@@ -1179,7 +1165,7 @@ def run(argv: list[str] | None = None, log: Log = print) -> dict[str, Any]:
     args.argv = argv
     if args.profile:
         return run_profile(args, log)
-    return _benchlib().run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log)
+    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log)
 
 
 def main(argv: list[str] | None = None) -> int:

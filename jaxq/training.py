@@ -577,21 +577,23 @@ def train(
     key = jax.random.key(config.seed)
     history: dict[str, np.ndarray] = {}
     config_json = config.to_json()
-    carry = None
     ep = learner.params
+    restored = None
     if resume and checkpoint_path and os.path.exists(checkpoint_path):
         # before compiling: a corrupt or foreign checkpoint is reported at once
-        carry, history = ckpt.load(checkpoint_path, jax.eval_shape(learner.init, key, hp, ep),
-                                   config_json)
+        restored = ckpt.read(checkpoint_path, jax.eval_shape(learner.init, key, hp, ep),
+                             config_json)
     t0 = time.perf_counter()
-    if carry is None:
-        carry = jax.jit(learner.init).lower(key, hp, ep).compile()(key, hp, ep)
+    init_c = jax.jit(learner.init).lower(key, hp, ep).compile()
+    if restored is None:
+        carry = init_c(key, hp, ep)
+    else:  # laid out as a fresh run's carry (sharded over devices, maybe processes)
+        carry = ckpt.place(restored, init_c.output_shardings)
+        history = restored.history
     chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep).compile()
     compile_s = time.perf_counter() - t0
     start = int(jax.device_get(_chunks_done(carry)))
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)
-    if checkpoint_every and jax.process_count() > 1:
-        raise ValueError("checkpoints are not supported yet with several processes")
     bar = None
     if progress and jax.process_index() == 0:
         from tqdm.auto import tqdm
@@ -615,20 +617,12 @@ def train(
     if bar is not None:
         bar.close()
     steps_run = (end - start) * plan["chunk_iters"] * config.num_envs
-    q = _to_host(learner.estimate(carry))
+    q = ckpt.to_host(learner.estimate(carry))
     timings = {"compile_s": compile_s, "run_s": run_s,
                "steps_per_s": steps_run / run_s if run_s > 0 else float("nan")}
     if history:
         history["episodes"] = np.cumsum(history["episodes_in_chunk"])
     return TrainResult(q, history, timings, config, learner.env, learner.params)
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-    """A global array as NumPy on every process (a sharded table spans processes)."""
-    if getattr(x, "is_fully_addressable", True):
-        return np.asarray(jax.device_get(x))
-    from jax.experimental import multihost_utils
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _chunks_done(carry: Carry) -> jax.Array:

@@ -1,6 +1,6 @@
 """The benchmark scripts stay runnable: ``experiments/env_throughput.py --quick`` in
 process on tiny sizes, its JSON schema, its BENCHMARKS.md section, and the helpers of
-``experiments/benchlib.py``. Nothing here is timed or asserts a speed."""
+``jaxq/benchlib.py``. Nothing here is timed or asserts a speed."""
 
 import importlib.util
 import json
@@ -24,7 +24,7 @@ def _load(name):
     return module
 
 
-benchlib = _load("benchlib")
+from jaxq import benchlib  # noqa: E402
 env_throughput = _load("env_throughput")
 
 

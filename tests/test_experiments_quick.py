@@ -28,7 +28,7 @@ def _load(name):
     return module
 
 
-benchlib = _load("benchlib")
+from jaxq import benchlib  # noqa: E402
 convergence = _load("convergence")
 sweeps = _load("sweeps")
 render = _load("render")

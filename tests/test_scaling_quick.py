@@ -24,7 +24,7 @@ def _load(name, path):
     return module
 
 
-benchlib = _load("benchlib", EXPERIMENTS / "benchlib.py")
+from jaxq import benchlib  # noqa: E402
 threaded_dict = _load("threaded_dict", EXPERIMENTS / "baselines" / "threaded_dict.py")
 scaling = _load("scaling", EXPERIMENTS / "scaling.py")
 

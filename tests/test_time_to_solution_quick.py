@@ -28,7 +28,7 @@ def _load(name):
     return module
 
 
-benchlib = _load("benchlib")
+from jaxq import benchlib  # noqa: E402
 tts = _load("time_to_solution")
 render = _load("render")
 run = _load("run")

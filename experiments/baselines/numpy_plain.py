@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxq import bench
+from jaxq import bench, benchlib
 
 IMPL = "numpy_plain"
 
@@ -127,7 +127,7 @@ def measure_plain_numpy(spec: bench.EnvSpec, sizes: list[int], target_s: float,
     (``benchlib.time_scaled``: T batched steps per run with one run about ``target_s``,
     median of ``repeats`` runs); records as its, with ``impl="numpy_plain"``. Stops once
     the sizes so far took ``budget_s``; a failed size gives a record with ``error``."""
-    bl = bench._benchlib()
+    bl = benchlib
     records, rate, t_start = [], None, time.perf_counter()
     for n in sizes:
         rec: dict[str, Any] = {"impl": IMPL, "num_envs": n}

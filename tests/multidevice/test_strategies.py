@@ -143,3 +143,49 @@ def test_unreachable_coordinator_is_a_clear_error(tmp_path):
                            "--process-id", "1", "--coordinator-timeout", "2"])
     out = p.communicate(timeout=60)[0]
     assert p.returncode == 2 and "unreachable after 2s" in out, out
+
+
+_RESUME_SCRIPT = r"""
+import sys
+import numpy as np
+from jaxq import strategies
+port, pid, strategy, out, mode = sys.argv[1:6]
+strategies.init_distributed(f"127.0.0.1:{port}", 2, int(pid), timeout_s=60)
+import jax
+import jaxq
+cfg = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=64 * 100 * 4,
+                       num_chunks=4, strategy=strategy, eval_every=0, seed=3)
+kw = dict(progress=False, checkpoint_path=f"{out}/ckpt.npz", checkpoint_every=1)
+if mode == "interrupted":
+    jaxq.train(cfg, **kw, stop_after_chunks=2)
+    kw["resume"] = True  # a second process pair would do this; here the same pair
+    res = jaxq.train(cfg, **kw)
+else:
+    res = jaxq.train(cfg, **kw)
+if jax.process_index() == 0:
+    np.save(f"{out}/q.npy", np.asarray(res.q))
+    np.save(f"{out}/returns.npy", np.asarray(res.metrics["mean_return"]))
+"""
+
+
+@pytest.mark.parametrize("strategy", ["replicated", "sharded"])
+def test_two_processes_checkpoint_and_resume_bit_for_bit(tmp_path, strategy):
+    """Every process saves (process 0 writes), every process resumes from the shared file
+    with the run's own layout: the table is the uninterrupted run's, bit for bit."""
+    def pair(mode):
+        out = tmp_path / mode
+        out.mkdir()
+        port = _free_port()
+        env = {**os.environ, "XLA_FLAGS": "", "JAXQ_MULTIDEVICE": ""}
+        procs = [subprocess.Popen([sys.executable, "-c", _RESUME_SCRIPT, str(port), str(i),
+                                   strategy, str(out), mode], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for i in range(2)]
+        outs = [p.communicate(timeout=180)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        return out
+
+    full, resumed = pair("full"), pair("interrupted")
+    np.testing.assert_array_equal(np.load(resumed / "q.npy"), np.load(full / "q.npy"))
+    np.testing.assert_array_equal(np.load(resumed / "returns.npy"),
+                                  np.load(full / "returns.npy"))

@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts in ``experiments/``.
+"""Shared helpers for ``jaxq bench`` and the experiment scripts in ``experiments/``.
 
 Every benchmark script of the project uses the same four pieces, so that results from
 different scripts and machines read alike:
@@ -34,7 +34,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent
+# a source checkout's experiments/ (results and BENCHMARKS.md live there); an installed
+# jaxq without the checkout writes under ./jaxq-experiments instead
+_CHECKOUT_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS_DIR = (_CHECKOUT_EXPERIMENTS if _CHECKOUT_EXPERIMENTS.is_dir()
+                   else Path.cwd() / "jaxq-experiments")
 MARKDOWN_NAME = "BENCHMARKS.md"
 MARKDOWN_HEADER = (
     "# jaxq benchmarks\n\n"
