@@ -356,7 +356,7 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print) 
         "experiment": EXPERIMENT,
         "schema_version": SCHEMA_VERSION,
         "info": info,
-        "device": benchlib.device_line(info),
+        "device": info["device"]["description"],
         "jax": info["versions"].get("jax"),
         "jaxlib": info["versions"].get("jaxlib"),
         "config": {
@@ -474,6 +474,12 @@ def _plot_baselines(ax, results: dict[str, Any], with_cartpole: bool = False) ->
         ax.axhline(thr, color="tab:orange", ls=":", lw=1.2, label="threaded dict (best)")
 
 
+def _machine(results: dict[str, Any]) -> str:
+    info = results["info"]
+    return (f"{benchlib.device_line(info)} ({benchlib.machine_line(info)}), "
+            f"{info['date_utc'][:10]}")
+
+
 def make_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -499,10 +505,9 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xlabel("N (parallel environments)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("env steps / s")
-    fig.suptitle(f"jaxq throughput vs N — {results['device']}, {results['info']['date_utc'][:10]}",
-                 fontsize=11)
+    fig.suptitle(f"jaxq throughput vs N — {_machine(results)}", fontsize=11)
     fig.tight_layout()
     paths = [out_dir / results["plots"]["throughput"]]
     fig.savefig(paths[0], dpi=100)
@@ -517,7 +522,7 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_xlabel("N (parallel environments)")
     ax.set_ylabel("env steps / s")
-    ax.set_title(f"Q-learning, FrozenLake 8x8 (slippery) — {results['device']}", fontsize=10)
+    ax.set_title(f"Q-learning, FrozenLake 8x8 (slippery)\n{_machine(results)}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()

@@ -506,19 +506,6 @@ def goals(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
-def _finite(obj):
-    """``obj`` with NaN / inf floats as None (strict JSON), NumPy scalars as Python's."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _loadavg() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
@@ -561,7 +548,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     argv = getattr(args, "argv", None)
     cmd = ["python", "experiments/time_to_solution.py"] + (sys.argv[1:] if argv is None
                                                            else list(argv))
-    return _finite({
+    return benchlib.finite_json({
         "experiment": EXPERIMENT,
         "schema_version": SCHEMA_VERSION,
         "info": info,

@@ -504,20 +504,21 @@ class NumpyQLearner:
 
 
 def measure_numpy(spec: EnvSpec, sizes: list[int], target_s: float, repeats: int, seed: int,
-                  budget_s: float, log: Log) -> list[dict[str, Any]]:
+                  budget_s: float, log: Log, learner_cls: Callable[..., Any] | None = None,
+                  impl: str = "numpy") -> list[dict[str, Any]]:
     """Vectorized NumPy steps/s at each N (``benchlib.time_scaled``); stops once the
     sizes so far took ``budget_s``."""
     bl = benchlib
     records, rate, t_start = [], None, time.perf_counter()
     for n in sizes:
-        rec: dict[str, Any] = {"impl": "numpy", "num_envs": n}
+        rec: dict[str, Any] = {"impl": impl, "num_envs": n}
         if time.perf_counter() - t_start > budget_s:
             rec["skipped"] = f"time budget of {budget_s:g} s spent"
-            log(f"  numpy    N={n:<7} skipped ({rec['skipped']})")
+            log(f"  {impl:<8} N={n:<7} skipped ({rec['skipped']})")
             records.append(rec)
             continue
         try:
-            learner = NumpyQLearner(spec, n, seed=seed)
+            learner = (learner_cls or NumpyQLearner)(spec, n, seed=seed)
             learner.run(1)
             cpu = []
 
@@ -533,13 +534,14 @@ def measure_numpy(spec: EnvSpec, sizes: list[int], target_s: float, repeats: int
             rec.update(steps_per_s=rate, T=timing.iters, repeats=timing.repeats, median_s=med,
                        best_s=best, times_s=list(timing.times_s),
                        cpu_per_wall=sum(cpu[-repeats:]) / sum(timing.times_s),
-                       dense=learner.dense, block=learner.B,
                        episodes=learner.episodes, successes=learner.successes,
                        env_steps=learner.steps * n)
-            log(f"  numpy    N={n:<7} T={timing.iters:<8} {_human(rate):>7} steps/s")
+            if hasattr(learner, "dense"):
+                rec.update(dense=learner.dense, block=learner.B)
+            log(f"  {impl:<8} N={n:<7} T={timing.iters:<8} {_human(rate):>7} steps/s")
         except Exception as e:  # noqa: BLE001
             rec["error"] = f"{type(e).__name__}: {e}"
-            log(f"  numpy    N={n:<7} ERROR {rec['error']}")
+            log(f"  {impl:<8} N={n:<7} ERROR {rec['error']}")
         records.append(rec)
     return records
 
@@ -973,7 +975,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     log(f"done in {elapsed:.1f} s")
     argv = getattr(args, "argv", None)
     cmd = ["jaxq", "bench"] + (sys.argv[1:] if argv is None else list(argv))
-    return _finite({
+    return benchlib.finite_json({
         "experiment": EXPERIMENT,
         "schema_version": SCHEMA_VERSION,
         "info": info,
@@ -1006,19 +1008,6 @@ def _loadavg() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-def _finite(obj):
-    """``obj`` with NaN / inf floats as None (strict JSON), NumPy scalars as Python's."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # ---------------------------------------------------------------------------------------

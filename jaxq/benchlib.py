@@ -262,6 +262,20 @@ def time_scaled(run: Callable[[int], Any], target_s: float, repeats: int = 3,
     return Timing(statistics.median(times), tuple(times), n)
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with NaN / inf floats as None (results files are strict JSON) and NumPy
+    scalars as Python's."""
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a NumPy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 # ---------------------------------------------------------------------------------------
 # results files
 # ---------------------------------------------------------------------------------------

@@ -2,30 +2,16 @@
 process on tiny sizes, its JSON schema, its BENCHMARKS.md section, and the helpers of
 ``jaxq/benchlib.py``. Nothing here is timed or asserts a speed."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+import experiment_modules
+from jaxq import benchlib
 
 
-from jaxq import benchlib  # noqa: E402
-env_throughput = _load("env_throughput")
+env_throughput = experiment_modules.load("env_throughput")
 
 
 @pytest.fixture(scope="module")

@@ -4,35 +4,23 @@ process on tiny sizes (seconds), their JSON schema and plots, the exact greedy e
 they share, and ``experiments/render.py`` (deterministic, every present section).
 Nothing here asserts a speed."""
 
-import importlib.util
 import json
 import math
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+from experiment_modules import EXPERIMENTS
+import experiment_modules
+from jaxq import benchlib
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-from jaxq import benchlib  # noqa: E402
-convergence = _load("convergence")
-sweeps = _load("sweeps")
-render = _load("render")
-run = _load("run")
+convergence = experiment_modules.load("convergence")
+sweeps = experiment_modules.load("sweeps")
+render = experiment_modules.load("render")
+run = experiment_modules.load("run")
 
 
 @pytest.fixture(scope="module")

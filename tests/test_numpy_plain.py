@@ -3,31 +3,17 @@ Q-learner with jaxq's semantics (it learns Q*, samples the model's dynamics, bre
 greedy ties uniformly, auto-resets) and its measure function returns bench-shaped
 records. Nothing here asserts a speed."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import jaxq
 from jaxq import bench
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def _load(name, path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+import experiment_modules
 
 
-numpy_plain = _load("numpy_plain", EXPERIMENTS / "baselines" / "numpy_plain.py")
+numpy_plain = experiment_modules.load("numpy_plain")
 PlainNumpyQLearner = numpy_plain.PlainNumpyQLearner
 
 GAMMA = 0.99
@@ -87,7 +73,7 @@ def test_counters_and_auto_reset():
         assert np.all((learner.state >= 0) & (learner.state < 16))
         assert not np.isin(learner.state, terminal).any()
         assert np.all((learner.time >= 0) & (learner.time < spec.max_steps))
-    assert learner.steps == N * steps
+    assert learner.steps == steps  # batched steps (N env steps each)
     # with a 5-step limit every env ends at least steps // 5 episodes
     assert learner.episodes >= N * (steps // spec.max_steps)
     assert 0 <= learner.successes <= learner.episodes

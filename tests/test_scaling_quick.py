@@ -2,31 +2,16 @@
 results schema, plots and BENCHMARKS.md section), and the threaded-dict baseline it
 compares against is a real Q-learner. Nothing here asserts a speed."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def _load(name, path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+import experiment_modules
 
 
-from jaxq import benchlib  # noqa: E402
-threaded_dict = _load("threaded_dict", EXPERIMENTS / "baselines" / "threaded_dict.py")
-scaling = _load("scaling", EXPERIMENTS / "scaling.py")
+threaded_dict = experiment_modules.load("threaded_dict")
+scaling = experiment_modules.load("scaling")
 
 
 @pytest.fixture(scope="module")

@@ -2,31 +2,18 @@
 results file's keys and shapes, the plots, and the qualitative facts of Sutton & Barto's
 Figures 6.4 and 6.5 that hold by wide margins even at 32 seeds."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import experiment_modules
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 CLIFF_RULES = ("sarsa", "q_learning", "expected_sarsa")
 MAXBIAS_RULES = ("q_learning", "double_q")
 
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sutton_barto = _load("sutton_barto")
+sutton_barto = experiment_modules.load("sutton_barto")
 
 
 @pytest.fixture(scope="module")

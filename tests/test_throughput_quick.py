@@ -3,26 +3,13 @@ its schema, the plots are written, and re-rendering is deterministic."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXPERIMENTS))
-sys.path.insert(0, str(EXPERIMENTS / "baselines"))
+import experiment_modules
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-throughput = _load("throughput")
+throughput = experiment_modules.load("throughput")
 
 
 @pytest.fixture(scope="module")

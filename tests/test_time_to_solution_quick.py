@@ -4,34 +4,21 @@ ratios and the goal; jaxq solves every quick env. Also the exact greedy-value ch
 uses (against ``jaxq.policy_evaluation``) and the classic loop it compares against.
 Nothing here asserts a speed."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from jaxq import bench
+import experiment_modules
+from jaxq import benchlib
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-from jaxq import benchlib  # noqa: E402
-tts = _load("time_to_solution")
-render = _load("render")
-run = _load("run")
+tts = experiment_modules.load("time_to_solution")
+render = experiment_modules.load("render")
+run = experiment_modules.load("run")
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ class PlainNumpyQLearner:
     or after ``spec.max_steps`` steps, and the env restarts from the model's start
     distribution.
 
-    Counters: ``steps`` (env steps: N per batched step), ``episodes`` (finished episodes,
+    Counters: ``steps`` (batched steps, of N env steps each), ``episodes`` (finished episodes,
     terminated or truncated) and ``successes`` (terminations with a positive reward).
     """
 
@@ -115,7 +115,7 @@ class PlainNumpyQLearner:
         s_next[done] = self._reset(int(done.sum()))
         self.time[done] = 0
         self.state = s_next
-        self.steps += N
+        self.steps += 1  # batched steps, as NumpyQLearner counts them
         self.episodes += int(done.sum())
         self.successes += int((term & (r > 0)).sum())
 
@@ -123,44 +123,10 @@ class PlainNumpyQLearner:
 def measure_plain_numpy(spec: bench.EnvSpec, sizes: list[int], target_s: float,
                         repeats: int, seed: int, budget_s: float,
                         log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Plain NumPy steps/s at each N, timed like ``bench.measure_numpy``
-    (``benchlib.time_scaled``: T batched steps per run with one run about ``target_s``,
-    median of ``repeats`` runs); records as its, with ``impl="numpy_plain"``. Stops once
-    the sizes so far took ``budget_s``; a failed size gives a record with ``error``."""
-    bl = benchlib
-    records, rate, t_start = [], None, time.perf_counter()
-    for n in sizes:
-        rec: dict[str, Any] = {"impl": IMPL, "num_envs": n}
-        if time.perf_counter() - t_start > budget_s:
-            rec["skipped"] = f"time budget of {budget_s:g} s spent"
-            log(f"  {IMPL} N={n:<7} skipped ({rec['skipped']})")
-            records.append(rec)
-            continue
-        try:
-            learner = PlainNumpyQLearner(spec, n, seed=seed)
-            learner.run(1)
-            cpu: list[float] = []
-
-            def run(steps, learner=learner, cpu=cpu):
-                c0 = time.process_time()
-                learner.run(steps)
-                cpu.append(time.process_time() - c0)
-
-            guess = 1 if rate is None else max(1, int(rate * target_s / n / 2))
-            timing = bl.time_scaled(run, target_s, repeats=repeats, guess=guess)
-            med, best = bench._stats(list(timing.times_s))
-            rate = n * timing.iters / med
-            rec.update(steps_per_s=rate, T=timing.iters, repeats=timing.repeats, median_s=med,
-                       best_s=best, times_s=list(timing.times_s),
-                       cpu_per_wall=sum(cpu[-repeats:]) / sum(timing.times_s),
-                       episodes=learner.episodes, successes=learner.successes,
-                       env_steps=learner.steps)
-            log(f"  {IMPL} N={n:<7} T={timing.iters:<8} {bench._human(rate):>7} steps/s")
-        except Exception as e:  # noqa: BLE001 - a failed size must not sink the run
-            rec["error"] = f"{type(e).__name__}: {e}"
-            log(f"  {IMPL} N={n:<7} ERROR {rec['error']}")
-        records.append(rec)
-    return records
+    """Plain NumPy steps/s at each N, timed exactly as ``bench.measure_numpy`` times the
+    optimized learner (records with ``impl="numpy_plain"``)."""
+    return bench.measure_numpy(spec, sizes, target_s, repeats, seed, budget_s, log,
+                               learner_cls=PlainNumpyQLearner, impl=IMPL)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
