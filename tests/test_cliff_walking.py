@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import jaxq
-from jaxq.envs.base import INT32_MAX, TabularState
+from jaxq.envs.base import INT32_MAX
 from jaxq.envs.cliff_walking import DOWN, GOAL, LEFT, RIGHT, START, UP
 from parity import assert_model_equals_gymnasium, assert_step_matches_model
 from test_taxi import rollout  # shared scan over env.step (belongs in parity.py)

@@ -1,7 +1,6 @@
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 

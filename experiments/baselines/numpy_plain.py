@@ -16,12 +16,11 @@ before reaching for jaxq, so the benchmark reports jaxq's speed against both.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any, Callable
 
 import numpy as np
 
-from jaxq import bench, benchlib
+from jaxq import bench
 
 IMPL = "numpy_plain"
 

@@ -17,7 +17,6 @@ loops never ends an episode. Pass ``max_steps`` to cap it.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
