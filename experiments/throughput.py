@@ -3,7 +3,7 @@ rule and per strategy, with every baseline in the same run.
 
 What is measured (steps/s = N x batched steps per call / median wall time of ``--repeats``
 calls of about ``--target-s`` each; compile time reported apart; N = 1, 4, 16, ... up to
-``--max-envs``, 2^20 by default, where memory allows):
+``--max-envs``: 2^20 by default, 2^22 with ``--full``, where memory allows):
 
 * **envs**: jaxq's one-step Q-learning (gamma 0.99, constant lr 0.1 and epsilon 0.1,
   epsilon-greedy with random ties, per-cell *mean* of each step's TD errors, auto-reset),
@@ -34,7 +34,7 @@ Writes ``<out>/results/throughput/results.json`` (plus an archived ``<device>-<d
 checked in ``results["goals"]``.
 
     python experiments/throughput.py                # CPU-sized (~8 minutes on 2 cores)
-    python experiments/throughput.py --full         # accelerator-sized: adds the 1024^2 maze
+    python experiments/throughput.py --full         # accelerator-sized: N to 2^22, the 1024^2 maze
     python experiments/throughput.py --quick        # seconds; into a temp dir unless --out
     python experiments/throughput.py --markdown-only   # re-render from results.json
 """
@@ -88,8 +88,9 @@ MODES: dict[str, dict[str, Any]] = {
                     steps_per_call=1 << 18, headline_envs=262144, headline_rounds=7,
                     numpy_budget_s=60.0, threads=[1, 2, 4], threaded_steps=200_000,
                     envs=None, rules=None),
-    "full": dict(max_envs=1 << 20, target_s=0.5, repeats=5, devices=None, strategy_envs=None,
-                 steps_per_call=1 << 20, headline_envs=1 << 20, headline_rounds=7,
+    # full: an accelerator needs more envs than a CPU to fill it (2^22 = 4M)
+    "full": dict(max_envs=1 << 22, target_s=0.5, repeats=5, devices=None, strategy_envs=None,
+                 steps_per_call=1 << 22, headline_envs=1 << 22, headline_rounds=7,
                  numpy_budget_s=120.0, threads=[1, 2, 4], threaded_steps=300_000,
                  envs=None, rules=None),
 }
