@@ -912,7 +912,9 @@ def measure_overhead(quick: bool, seed: int, log: Log) -> dict[str, Any]:
     same run (FrozenLake8x8, N = 65,536) with everything off (5 chunks, no evaluation,
     no progress bar, no checkpoints) and with the defaults on (50 chunks, a 1,000-episode
     greedy evaluation every 10 chunks, the progress bar, a checkpoint every 10 chunks).
-    Run time only (compile apart); the better of two runs of each."""
+    Run time only (compile apart). The two run in interleaved rounds (bare, defaults,
+    bare, ...), so that a machine whose speed drifts moves both sides of each round's
+    ratio; the overhead is the median over rounds."""
     import warnings
 
     import jaxq
@@ -923,20 +925,23 @@ def measure_overhead(quick: bool, seed: int, log: Log) -> dict[str, Any]:
                        seed=seed)
     bare = base.replace(eval_every=0, num_chunks=5)
 
-    def best(cfg, **kw):
-        times = []
-        for _ in range(2):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                times.append(jaxq.train(cfg, **kw).timings["run_s"])
-        return min(times)
+    def run_s(cfg, **kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return jaxq.train(cfg, **kw).timings["run_s"]
 
-    t_bare = best(bare, progress=False)
+    rounds = []
     with tempfile.TemporaryDirectory() as d:
-        t_default = best(base, progress=not quick, checkpoint_path=os.path.join(d, "c.npz"),
-                         checkpoint_every=10)
+        for _ in range(2 if quick else 5):
+            t_bare = run_s(bare, progress=False)
+            t_default = run_s(base, progress=not quick, checkpoint_path=os.path.join(d, "c.npz"),
+                              checkpoint_every=10)
+            rounds.append({"bare_s": t_bare, "defaults_s": t_default})
+    ratios = sorted(r["defaults_s"] / r["bare_s"] for r in rounds)
+    t_bare = _stats([r["bare_s"] for r in rounds])[0]
+    t_default = _stats([r["defaults_s"] for r in rounds])[0]
     out = {"num_envs": n, "env_steps": base.plan()["env_steps"], "bare_s": t_bare,
-           "defaults_s": t_default, "overhead": t_default / t_bare - 1.0,
+           "defaults_s": t_default, "overhead": _stats(ratios)[0] - 1.0, "rounds": rounds,
            "defaults": {"num_chunks": base.num_chunks, "eval_every": base.eval_every,
                         "eval_episodes": base.eval_episodes, "checkpoint_every": 10,
                         "progress": not quick}}
@@ -1135,7 +1140,11 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"frequencies ({d['num_chunks']} chunks, a {d['eval_episodes']:,}-episode greedy "
             f"evaluation every {d['eval_every']} chunks, a checkpoint every "
             f"{d['checkpoint_every']} chunks" + (", the progress bar" if d["progress"] else "")
-            + f"): **{100 * ov['overhead']:+.1f}%**.",
+            + f"): **{100 * ov['overhead']:+.1f}%**"
+            + (f" (median over {len(ov['rounds'])} interleaved rounds; per round "
+               + ", ".join(f"{100 * (r['defaults_s'] / r['bare_s'] - 1):+.1f}%"
+                           for r in ov["rounds"]) + "; times are medians)"
+               if ov.get("rounds") else "") + ".",
             "",
         ]
     la = results.get("load_average") or {}
