@@ -438,8 +438,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     info, cfg = results["info"], results["config"]
     opt = results["optimal"]
     lines = [
-        f"## Convergence to Q* vs env steps and wall-clock — {info['date_utc'][:10]} · "
-        f"{benchlib.machine_line(info)} · device: {benchlib.device_line(info)}",
+        benchlib.heading("Convergence to Q* vs env steps and wall-clock", info),
         "",
     ]
     if cfg.get("quick"):

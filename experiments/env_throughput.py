@@ -424,11 +424,9 @@ def ratio_line(results: dict[str, Any]) -> str | None:
 def render_markdown(results: dict[str, Any]) -> str:
     """The ``env_throughput`` section, from the results dict alone (deterministic)."""
     info, cfg, recs = results["info"], results["config"], results["records"]
-    date = info["date_utc"][:10]
     sizes = cfg["num_envs"]
     lines = [
-        f"## Environment throughput (env-only steps/s) — {date} · "
-        f"{benchlib.machine_line(info)} · device: {benchlib.device_line(info)}",
+        benchlib.heading("Environment throughput (env-only steps/s)", info),
         "",
     ]
     if cfg.get("quick"):

@@ -52,8 +52,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     cliff, maxbias = results["cliff"], results["maxbias"]
     lo, hi = cfg["cliff"]["summary_episodes"]
     lines = [
-        f"## Sutton & Barto, Examples 6.6 and 6.7 — {info['date_utc'][:10]} · "
-        f"{benchlib.machine_line(info)} · device: {benchlib.device_line(info)}",
+        benchlib.heading("Sutton & Barto, Examples 6.6 and 6.7", info),
         "",
     ]
     if cfg.get("quick"):

@@ -265,8 +265,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     info, cfg, t = results["info"], results["config"], results["timing"]
     g, best, opt = results["grid"], results["best"], results["optimal"]
     lines = [
-        f"## Hyperparameter sweeps in one vmapped call — {info['date_utc'][:10]} · "
-        f"{benchlib.machine_line(info)} · device: {benchlib.device_line(info)}",
+        benchlib.heading("Hyperparameter sweeps in one vmapped call", info),
         "",
     ]
     if cfg.get("quick"):

@@ -574,9 +574,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     cfg, sm = results["config"], results["summary"]
     info = results["info"]
     ns = [n for n in HEADLINE_NS if n in cfg["num_envs"]]
-    lines = [f"## Throughput: env steps/s vs N, per env, rule and strategy — "
-             f"{info['date_utc'][:10]} · {benchlib.machine_line(info)} · "
-             f"device: {benchlib.device_line(info)}", ""]
+    lines = [benchlib.heading("Throughput: env steps/s vs N, per env, rule and strategy", info),
+             ""]
     lines.append(
         f"Every learner runs one-step Q-learning unless its row says otherwise: gamma "
         f"{cfg['gamma']}, constant lr {cfg['lr']} and epsilon {cfg['epsilon']}, epsilon-greedy "

@@ -664,8 +664,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     info, cfg = results["info"], results["config"]
     envs = {e["env"]: e for e in results["envs"]}
     lines = [
-        f"## Time to solution — {info['date_utc'][:10]} · {benchlib.machine_line(info)} · "
-        f"device: {benchlib.device_line(info)}",
+        benchlib.heading("Time to solution", info),
         "",
     ]
     if cfg.get("quick"):

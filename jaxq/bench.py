@@ -1056,9 +1056,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     bl = benchlib
     info, cfg, recs = results["info"], results["config"], results["records"]
     lines = [
-        f"## jaxq bench: {cfg.get('algo', 'q_learning')} on {cfg.get('env_id', '?')} against "
-        f"the baselines — {info['date_utc'][:10]} · "
-        f"{bl.machine_line(info)} · device: {bl.device_line(info)}",
+        bl.heading(f"jaxq bench: {cfg.get('algo', 'q_learning')} on {cfg.get('env_id', '?')} "
+                   "against the baselines", info),
         "",
     ]
     if cfg.get("quick"):

@@ -153,6 +153,12 @@ def device_line(info: dict[str, Any]) -> str:
     return f"{d['backend']}: {kinds}" if d["count"] == 1 else f"{d['backend']}: {d['count']} x {kinds}"
 
 
+def heading(title: str, info: dict[str, Any]) -> str:
+    """A BENCHMARKS.md section's title line: what, when, on which machine and device."""
+    return (f"## {title} — {info['date_utc'][:10]} · {machine_line(info)} · "
+            f"device: {device_line(info)}")
+
+
 def versions_line(info: dict[str, Any]) -> str:
     v = info["versions"]
     return ", ".join(f"{k} {v[k]}" for k in ("jax", "jaxlib", "gymnax", "numpy") if v.get(k))
