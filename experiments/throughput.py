@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -250,13 +251,8 @@ def paired_headline(s: dict[str, Any], log: Callable[[str], None]) -> dict[str, 
         log(f"  paired headline ERROR {out['error']}")
     rounds = out["rounds"]
     if rounds:
-        def med(xs):
-            xs = sorted(xs)
-            k = len(xs)
-            return xs[k // 2] if k % 2 else 0.5 * (xs[k // 2 - 1] + xs[k // 2])
-
-        out["median"] = {k: med([r[k] for r in rounds]) for k in rounds[0]}
-        out["ratios"] = {k: med([r["jaxq"] / r[k] for r in rounds])
+        out["median"] = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        out["ratios"] = {k: statistics.median(r["jaxq"] / r[k] for r in rounds)
                          for k in ("numpy_optimized", "numpy_plain", "classic")}
     return out
 
