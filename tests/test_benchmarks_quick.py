@@ -116,6 +116,20 @@ def test_human_units():
     assert benchlib.human(None) == "–" and benchlib.human(float("nan")) == "–"
 
 
+def test_finite_json_and_heading():
+    out = benchlib.finite_json({"a": np.float32(1.5), "b": [float("nan"), np.int64(3)],
+                                "c": (float("inf"), "x")})
+    assert out == {"a": 1.5, "b": [None, 3], "c": [None, "x"]}
+    assert type(out["a"]) is float and type(out["b"][1]) is int
+    json.dumps(out, allow_nan=False)  # strict JSON
+    info = {"date_utc": "2026-11-25T19:00:00Z",
+            "machine": {"cpu_model": "AMD EPYC", "cpu_cores": 2},
+            "device": {"backend": "cpu", "description": "cpu (AMD EPYC, 2 cores)",
+                       "platform": "cpu", "count": 1, "kind": "cpu"}}
+    line = benchlib.heading("Throughput", info)
+    assert line.startswith("## Throughput — 2026-11-25 · ") and "device:" in line
+
+
 def test_env_counts():
     assert benchlib.env_counts(262_144) == [4**k for k in range(10)]
     assert benchlib.env_counts(1000) == [1, 4, 16, 64, 256, 1000]
