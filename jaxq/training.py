@@ -36,6 +36,10 @@ from jaxq import strategies
 from jaxq.explore import q_columns
 from jaxq.rules import RULES, Bootstrap, estimate, nstep_returns
 from jaxq.vecenv import VecEnv, time_limit
+from jaxq.cpu_threefry import configure_from_env
+
+# the unrolled threefry lowering on XLA:CPU (same bits; see jaxq/cpu_threefry.py)
+CPU_THREEFRY = configure_from_env()
 
 
 class Window(NamedTuple):

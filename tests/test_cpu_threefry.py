@@ -1,0 +1,53 @@
+"""The threefry lowering jaxq picks for XLA:CPU changes how fast the bits come, not the
+bits: tables are the same under either."""
+
+import jax
+import numpy as np
+import pytest
+
+import jaxq
+from jaxq import cpu_threefry
+from jaxq.training import CPU_THREEFRY
+
+
+@pytest.fixture
+def restore():
+    yield
+    cpu_threefry.set_cpu_threefry(CPU_THREEFRY or "rolled")
+
+
+def _bits(shape):
+    f = jax.jit(lambda k: jax.random.bits(k, shape, np.uint32))  # a fresh jit: lowered now
+    key = jax.random.key(7)
+    return np.asarray(f(key)), f.lower(key).as_text()
+
+
+def test_jaxq_uses_the_unrolled_lowering_by_default():
+    assert CPU_THREEFRY == "unrolled"
+
+
+def test_same_bits_either_way(restore):
+    assert cpu_threefry.set_cpu_threefry("rolled")
+    rolled, rolled_text = _bits((3, 1000))
+    assert cpu_threefry.set_cpu_threefry("unrolled")
+    unrolled, unrolled_text = _bits((3, 1000))
+    np.testing.assert_array_equal(rolled, unrolled)
+    assert "while" in rolled_text and "while" not in unrolled_text  # really two lowerings
+
+
+def test_same_table_either_way(restore):
+    cfg = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=16, total_steps=16 * 50 * 2,
+                           num_chunks=2, eval_every=0, seed=5)
+    tables = []
+    for lowering in ("rolled", "unrolled"):
+        assert cpu_threefry.set_cpu_threefry(lowering)
+        tables.append(jaxq.train(cfg, progress=False).q)
+    np.testing.assert_array_equal(*tables)
+
+
+def test_bad_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(cpu_threefry.ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="JAXQ_CPU_THREEFRY must be one of"):
+        cpu_threefry.configure_from_env()
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        cpu_threefry.set_cpu_threefry("loop")
