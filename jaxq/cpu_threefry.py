@@ -10,9 +10,15 @@ FrozenLake 8x8): the unrolled lowering is 1.3x faster at N = 256, 1.25x at N = 4
 slow to wake), with the same compile time. The bits are the same: both lowerings compute
 the same function, so tables, tests and checkpoints do not change.
 
-jaxq therefore registers the unrolled lowering for CPU when ``jaxq.training`` is imported,
-unless ``JAXQ_CPU_THREEFRY=rolled``. This reaches into JAX's internals (there is no public
-switch); where they differ from what is expected, nothing is changed.
+That holds for one key hashing many counters (jaxq's words). For a batch of keys (``vmap``
+over split keys, as gymnax environments step) the unrolled lowering measured 4-5x
+*slower* on the same machine (gymnax CartPole, N >= 4,096). So the default, ``auto``,
+unrolls only where the key is a single one and keeps JAX's rolled loop for batched keys.
+
+jaxq registers this for CPU when ``jaxq.training`` is imported; ``JAXQ_CPU_THREEFRY``
+(``auto``, ``unrolled`` or ``rolled`` = JAX's own) overrides it. This reaches into JAX's
+internals (there is no public switch); where they differ from what is expected, nothing
+is changed.
 """
 
 from __future__ import annotations
@@ -20,20 +26,26 @@ from __future__ import annotations
 import os
 
 ENV_VAR = "JAXQ_CPU_THREEFRY"
-CHOICES = ("unrolled", "rolled")
+CHOICES = ("auto", "unrolled", "rolled")
 
 
 def set_cpu_threefry(lowering: str) -> bool:
-    """Lower threefry on CPU as ``"unrolled"`` or ``"rolled"`` (JAX's default) from now on
-    (programs compiled earlier keep theirs). Returns whether the lowering was registered."""
+    """Lower threefry on CPU as ``"auto"`` (unrolled for a single key, rolled for batched
+    keys), ``"unrolled"`` or ``"rolled"`` (JAX's default) from now on (programs compiled
+    earlier keep theirs). Returns whether the lowering was registered."""
     if lowering not in CHOICES:
         raise ValueError(f"lowering must be one of {CHOICES}, got {lowering!r}")
     try:
         from jax._src.interpreters import mlir
         from jax._src.random import threefry2x32 as tf
 
-        rule = (tf._threefry2x32_lowering_rule if lowering == "unrolled"
-                else tf._threefry2x32_cpu_lowering_rule)
+        unrolled, rolled = tf._threefry2x32_lowering_rule, tf._threefry2x32_cpu_lowering_rule
+
+        def auto(ctx, *args, **params):
+            single_key = all(a.size <= 1 for a in ctx.avals_in[:2])
+            return (unrolled if single_key else rolled)(ctx, *args, **params)
+
+        rule = {"auto": auto, "unrolled": unrolled, "rolled": rolled}[lowering]
         mlir.register_lowering(tf.threefry2x32_p, rule, platform="cpu")
     except (ImportError, AttributeError):  # another JAX layout: keep JAX's own choice
         return False
@@ -41,9 +53,9 @@ def set_cpu_threefry(lowering: str) -> bool:
 
 
 def configure_from_env() -> str | None:
-    """Apply ``JAXQ_CPU_THREEFRY`` (default ``unrolled``); returns the lowering in effect,
-    or None where JAX's internals were not as expected."""
-    choice = os.environ.get(ENV_VAR, "unrolled").strip().lower() or "unrolled"
+    """Apply ``JAXQ_CPU_THREEFRY`` (default ``auto``); returns the lowering in effect, or
+    None where JAX's internals were not as expected."""
+    choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
         raise ValueError(f"{ENV_VAR} must be one of {CHOICES}, got {choice!r}")
     return choice if set_cpu_threefry(choice) else None
