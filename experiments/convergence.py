@@ -60,6 +60,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jaxq import benchlib  # noqa: E402
+from jaxq.model import greedy_policy  # noqa: E402
 
 EXPERIMENT = "convergence"
 SCHEMA_VERSION = 1
@@ -92,14 +93,6 @@ MODES: dict[str, dict[str, Any]] = {
 # ---------------------------------------------------------------------------------------
 # exact evaluation of greedy policies (also used by experiments/sweeps.py)
 # ---------------------------------------------------------------------------------------
-def greedy_probs(q):
-    """The greedy policy of ``q`` ``[..., S, A]`` with ties split uniformly (as jaxq acts)."""
-    import jax.numpy as jnp
-
-    e = (q == jnp.max(q, axis=-1, keepdims=True)).astype(jnp.float32)
-    return e / jnp.sum(e, axis=-1, keepdims=True)
-
-
 class GreedyEvaluator:
     """Exact figures of greedy policies on a jaxq tabular environment's model.
 
@@ -132,7 +125,7 @@ class GreedyEvaluator:
         self._p_success = jnp.sum(m.prob * succ, axis=-1)  # [S, A]
         self._cont = m.prob * (~m.terminated)  # undiscounted continuation [S, A, K]
         self.q_star_eps = self._eps_fixed_point()
-        self.success_star = float(self._success(greedy_probs(self.q_star)))
+        self.success_star = float(self._success(greedy_policy(self.q_star)))
         self.metrics = jax.jit(self._metrics)
         self.batch = jax.jit(jax.vmap(self._metrics))
 
@@ -171,9 +164,8 @@ class GreedyEvaluator:
 
         import jaxq
 
-        pi = greedy_probs(q)
-        q_pi = jaxq.policy_evaluation(self.model, pi, self.gamma, tol=VALUE_TOL)
-        value = jnp.sum(self.model.initial * jnp.sum(pi * q_pi, axis=1))
+        pi = greedy_policy(q)
+        value = jaxq.policy_start_value(self.model, pi, self.gamma, tol=VALUE_TOL)
         return {"value": value, "success": self._success(pi),
                 "q_error": jnp.max(jnp.abs(q - self.q_star)),
                 "q_error_eps": jnp.max(jnp.abs(q - self.q_star_eps))}

@@ -32,6 +32,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "jaxq.bench"),
     "time_to_solution": ("time_to_solution", "time_to_solution"),
     "env_throughput": ("env_throughput", "env_throughput"),
+    "cpu_threefry": ("cpu_threefry", "cpu_threefry"),
     "scaling": ("scaling", "scaling"),
     "sweeps": ("sweeps", "sweeps"),
     "convergence": ("convergence", "convergence"),

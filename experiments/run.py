@@ -18,6 +18,7 @@ config, the device, the jax and jaxlib versions and every figure, an archived
                     the classic loop, on FrozenLake, Taxi and 64-1024 mazes
                     (``time_to_solution.py``)
   env_throughput    environment-only steps/s for every environment (``env_throughput.py``)
+  cpu_threefry      the threefry lowerings on XLA:CPU, paired (``cpu_threefry.py``)
   scaling           devices x strategies: steps/s, time to solution, staleness (``scaling.py``)
   sweeps            seeds x lrs x epsilons as one vmapped call: learners/s (``sweeps.py``)
   convergence       max|Q - Q*| and greedy success vs env steps and wall-clock, per rule
@@ -77,6 +78,7 @@ SPECS: dict[str, Spec] = {
     "time_to_solution": Spec("time_to_solution", "time_to_solution", "time_to_solution",
                              ("--full",)),
     "env_throughput": Spec("env_throughput", "env_throughput", "env_throughput"),
+    "cpu_threefry": Spec("cpu_threefry", "cpu_threefry", "cpu_threefry"),
     "scaling": Spec("scaling", "scaling", "scaling", profile="none"),
     "sweeps": Spec("sweeps", "sweeps", "sweeps", ("--full",)),
     "convergence": Spec("convergence", "convergence", "convergence", ("--full",)),
@@ -85,8 +87,8 @@ SPECS: dict[str, Spec] = {
                          out_is_dir=True, writes_markdown=False),
 }
 # `all`: scaling first (its parent process must hold no accelerator)
-ALL = ["scaling", "throughput", "bench", "time_to_solution", "env_throughput", "sweeps",
-       "convergence", "sutton_barto"]
+ALL = ["scaling", "throughput", "bench", "time_to_solution", "env_throughput", "cpu_threefry",
+       "sweeps", "convergence", "sutton_barto"]
 CHOICES = list(SPECS) + ["all", "render"]
 
 
@@ -130,7 +132,7 @@ def run_experiment(name: str, root: Path, quick: bool = False, full: bool = Fals
         log(f"   --profile ignored for {name}: its work runs in child processes")
     with trace:
         out = main(argv)
-    if markdown and not (profile is not None and spec.profile == "native"):
+    if markdown and not spec.writes_markdown:  # the others wrote their section already
         import render
 
         r = render.render(root, only=[spec.section], log=log)

@@ -252,17 +252,14 @@ class _Checker:
         self.gamma = gamma
         self.q_star = np.asarray(jaxq.value_iteration(self.model, gamma, tol=1e-7))
         self.v_star = float(jaxq.start_value(self.model, self.q_star))
-        self.initial = np.asarray(self.model.initial, np.float64)
 
     def value(self, q: np.ndarray) -> float:
         import jaxq
 
-        q = np.asarray(q, np.float32)
-        ties = (q == q.max(axis=1, keepdims=True)).astype(np.float32)
-        pi = ties / ties.sum(axis=1, keepdims=True)
-        q_pi = np.asarray(jaxq.policy_evaluation(self.model, pi, self.gamma, tol=1e-6),
-                          np.float64)
-        return float(np.sum(self.initial * np.sum(pi * q_pi, axis=1)))
+        from jaxq.model import greedy_policy
+
+        pi = greedy_policy(np.asarray(q, np.float32))
+        return float(jaxq.policy_start_value(self.model, pi, self.gamma, tol=1e-6))
 
     def gap(self, v: float) -> float:
         return (self.v_star - v) / abs(self.v_star)

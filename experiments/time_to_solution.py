@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import sys
 import time
@@ -80,7 +79,6 @@ LEARNERS = ("jaxq", "numpy", "classic")
 LEARNER_NAMES = {"jaxq": "jaxq", "numpy": "NumPy", "classic": "classic loop"}
 GOAL_ENV, GOAL_TARGET = "maze256", 100.0
 PLOT = "tts_seconds.png"
-INT32_MAX = 2**31 - 1
 
 Log = Callable[[str], None]
 
@@ -96,28 +94,21 @@ MODES: dict[str, dict[str, Any]] = {
 }
 SKIP_REASONS = {
     ("maze1024", "classic"): (
-        "not run by default: on this 1M-state maze the Python loop makes ~0.5M steps/s, "
-        "~30 visits per state in a 60 s cap, while jaxq needs ~1.5G env steps (~1,400 per "
-        "state) to solve it; its capped bound would say nothing (run --full for a 600 s "
-        "cap)"),
+        "not run by default: one Python step at a time gets a few visits per state of this "
+        "1M-state maze in a 60 s cap, while jaxq needs ~10^3 per state (its env steps "
+        "above); a capped bound would say nothing (run --full for a 600 s cap)"),
 }
 
 
 # ---------------------------------------------------------------------------------------
 # the criterion: V^pi of the greedy policy, exactly
 # ---------------------------------------------------------------------------------------
-def greedy_policy(q):
-    """The greedy policy of ``q`` ``[S, A]`` with ties split uniformly, as probabilities."""
-    import jax.numpy as jnp
-
-    e = (q == jnp.max(q, axis=1, keepdims=True)).astype(jnp.float32)
-    return e / jnp.sum(e, axis=1, keepdims=True)
-
-
 def _greedy_values(model, q, gamma, tol, v0, max_sweeps: int):
     """``(V^pi(start), V^pi [S], sweeps)`` for the greedy policy of ``q``, from ``v0``."""
     import jax
     import jax.numpy as jnp
+
+    from jaxq.model import greedy_policy
 
     pi = greedy_policy(q)
     S, A, K = model.prob.shape
@@ -292,17 +283,12 @@ def cases(mode: str) -> list[Case]:
 # ---------------------------------------------------------------------------------------
 # the learners
 # ---------------------------------------------------------------------------------------
-def _bench():
+def tts_jaxq(case: Case, checker: GreedyValue, cap_s: float, seed: int) -> dict[str, Any]:
     from jaxq import bench
 
-    return bench
-
-
-def tts_jaxq(case: Case, checker: GreedyValue, cap_s: float, seed: int) -> dict[str, Any]:
-    bench = _bench()
     cfg = bench.jaxq_config(case.env_id, case.env_kwargs, "q_learning", case.num_envs,
                             case.chunk_iters,
-                            num_chunks=min(1_000_000, INT32_MAX // case.chunk_iters),
+                            num_chunks=min(1_000_000, bench.INT32_MAX // case.chunk_iters),
                             seed=seed, lr=case.lr, epsilon=case.epsilon, gamma=GAMMA)
     cc = bench.CompiledChunk(cfg)
     tr = Tracker(checker, cap_s, case.check_s)
@@ -322,7 +308,8 @@ def tts_jaxq(case: Case, checker: GreedyValue, cap_s: float, seed: int) -> dict[
 
 
 def tts_numpy(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int) -> dict[str, Any]:
-    bench = _bench()
+    from jaxq import bench
+
     t0 = time.perf_counter()
     learner = bench.NumpyQLearner(spec, case.num_envs, gamma=GAMMA, lr=case.lr,
                                   epsilon=case.epsilon, seed=seed)
@@ -346,7 +333,8 @@ def tts_numpy(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int) -
 
 
 def tts_classic(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int) -> dict[str, Any]:
-    bench = _bench()
+    from jaxq import bench
+
     env, gym_id = bench.make_classic_env(spec)
     learner = bench.ClassicQLearning(env, gamma=GAMMA, lr=case.classic_lr,
                                      epsilon=case.classic_epsilon, seed=seed)
@@ -369,7 +357,8 @@ def tts_classic(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int)
 
 def run_case(case: Case, mode: str, seed: int, log: Log) -> tuple[dict[str, Any], list[dict]]:
     """The env's facts (V*, states) and one row per learner."""
-    bench = _bench()
+    from jaxq import bench
+
     env: dict[str, Any] = {"env": case.key, "label": case.label, "env_id": case.env_id,
                            "env_kwargs": case.env_kwargs, "check_s": case.check_s,
                            "note": case.note}
@@ -506,13 +495,6 @@ def goals(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
 def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     mode = "quick" if args.quick else "full" if args.full else "default"
     todo = cases(mode)
@@ -528,7 +510,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
             if cap is not None:
                 c.caps[learner] = cap
     info = benchlib.system_info()
-    load_start = _loadavg()
+    load_start = benchlib.load_average()
     log(f"time to solution (within {SOLVED_GAP:.0%} of V*), {mode} mode, envs "
         f"{[c.key for c in todo]}; device {info['device']['description']}")
     t0 = time.perf_counter()
@@ -571,7 +553,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         "summary": summary,
         "goals": goal,
         "elapsed_s": elapsed,
-        "load_average": {"start": load_start, "end": _loadavg()},
+        "load_average": {"start": load_start, "end": benchlib.load_average()},
     })
 
 
@@ -643,12 +625,6 @@ def make_plot(results: dict[str, Any], out: Path) -> Path:
     return path
 
 
-def _secs(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
-
-
 def _config_text(row: dict[str, Any]) -> str:
     c = row["config"]
     if row["learner"] == "classic":
@@ -682,7 +658,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "exact model). Each is checked after *check* seconds of learning, then every "
         f"max(*check*, {cfg['check_growth']:.0%} of its learning so far) and at its cap "
         "(jaxq after a chunk, NumPy after a block of steps, the classic loop at an "
-        "episode's end), so a solved time is an upper bound within ~10% of the true one; "
+        f"episode's end), so a solved time is an upper bound within "
+        f"~{cfg['check_growth']:.0%} of the true one; "
         "checking time is excluded. Not solved at its cap: *> cap*, and ratios against it "
         "are lower bounds. Mazes: `Maze-v0` (walls 25%, map seed 0), deterministic, "
         "`start=\"uniform\"` (every free cell a start: from the top-left alone a 256 maze's "
@@ -706,10 +683,10 @@ def render_markdown(results: dict[str, Any]) -> str:
             continue
         solved = r["solved"]
         cap = f"{r['cap_s']:g}"
-        learn = _secs(r["learning_s"]) if solved else f"> {cap}"
-        total = _secs(r["total_s"]) if solved else f"> {_secs(r['cap_s'] + r['setup_s'])}"
+        learn = benchlib.seconds(r["learning_s"]) if solved else f"> {cap}"
+        total = benchlib.seconds(r["total_s"]) if solved else f"> {benchlib.seconds(r['cap_s'] + r['setup_s'])}"
         rows.append(head + ["yes" if solved else f"no (cap {cap} s)", learn,
-                            _secs(r["setup_s"]) if r["learner"] != "classic" else "–", total,
+                            benchlib.seconds(r["setup_s"]) if r["learner"] != "classic" else "–", total,
                             f"{r['env_steps']:,}",
                             f"{r['value_ratio']:.3f}" if r.get("value_ratio") is not None
                             else "–"])
@@ -728,7 +705,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 return "–"
             return a["text"] + (f" ({b['text']})" if b else "")
 
-        srows.append([label, _secs(s["jaxq_total_s"]) if s["jaxq_solved"] else "not solved",
+        srows.append([label, benchlib.seconds(s["jaxq_total_s"]) if s["jaxq_solved"] else "not solved",
                       cell(s["vs_classic"], s["vs_classic_learning"]),
                       cell(s["vs_numpy"], s["vs_numpy_learning"])])
     lines += [benchlib.table(["env", "jaxq total (s)", "vs classic loop", "vs NumPy"], srows,
@@ -753,9 +730,13 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(f"- {e['label']}: {e['note']}.")
     big = [e for e in results["envs"] if e.get("num_states", 0) >= 1 << 20]
     for e in big:
-        lines.append(f"- {e['label']}: V\\* by value iteration took {e['v_star_s']:.1f} s; "
-                     f"one exact check of V^π takes ~1-2 s on a CPU, hence check = "
-                     f"{e['check_s']:g} s.")
+        rows = [r for r in results["rows"] if r["env"] == e["env"] and r.get("checks")]
+        per_check = (sum(r["check_time_s"] for r in rows) / sum(r["checks"] for r in rows)
+                     if rows else None)
+        lines.append(f"- {e['label']}: V\\* by value iteration took {e['v_star_s']:.1f} s"
+                     + (f"; one exact check of V^π took {per_check:.2f} s on average here"
+                        if per_check is not None else "")
+                     + f", hence check = {e['check_s']:g} s.")
     if raised or big or any("skipped" in r for r in results["rows"]):
         lines.append("")
     lines += [f"![time to solution](results/{EXPERIMENT}/{PLOT})", ""]

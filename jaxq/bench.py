@@ -962,7 +962,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     baselines = args.algo == "q_learning"
 
     info = bl.system_info()
-    load_start = _loadavg()
+    load_start = benchlib.load_average()
     log(f"throughput: {args.algo} on {args.env} {env_kwargs or ''}, N in {sizes}; "
         f"device {info['device']['description']}")
     t0 = time.perf_counter()
@@ -1002,17 +1002,10 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         },
         "elapsed_s": elapsed,
         # 1-minute load averages: other work on the machine shows up here
-        "load_average": {"start": load_start, "end": _loadavg()},
+        "load_average": {"start": load_start, "end": benchlib.load_average()},
         "records": records,
         "overhead": overhead,
     })
-
-
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -1043,12 +1036,6 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         if npy:
             out["numpy_best_over_classic"] = out["numpy_best"] / classic["steps_per_s"]
     return out
-
-
-def _secs(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -1134,8 +1121,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             "### What the conveniences cost",
             "",
             f"`jaxq.train` at N = {ov['num_envs']:,} ({ov['env_steps']:,} env steps): "
-            f"{_secs(ov['bare_s'])} s with nothing but the learning (5 chunks, no evaluation, "
-            f"no progress bar, no checkpoints), {_secs(ov['defaults_s'])} s at the default "
+            f"{benchlib.seconds(ov['bare_s'])} s with nothing but the learning (5 chunks, no evaluation, "
+            f"no progress bar, no checkpoints), {benchlib.seconds(ov['defaults_s'])} s at the default "
             f"frequencies ({d['num_chunks']} chunks, a {d['eval_episodes']:,}-episode greedy "
             f"evaluation every {d['eval_every']} chunks, a checkpoint every "
             f"{d['checkpoint_every']} chunks" + (", the progress bar" if d["progress"] else "")

@@ -268,6 +268,21 @@ def time_scaled(run: Callable[[int], Any], target_s: float, repeats: int = 3,
     return Timing(statistics.median(times), tuple(times), n)
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (how busy the machine was around a run), if known."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def seconds(x: float | None) -> str:
+    """Seconds for a table cell: 3 significant digits, "–" for none."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
 def finite_json(obj: Any) -> Any:
     """``obj`` with NaN / inf floats as None (results files are strict JSON) and NumPy
     scalars as Python's."""

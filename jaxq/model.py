@@ -235,6 +235,14 @@ def start_value(model: TabularModel, q: jax.Array) -> jax.Array:
     return jnp.sum(model.initial * jnp.max(q, axis=1))
 
 
+def greedy_policy(q: jax.Array) -> jax.Array:
+    """The greedy policy of ``q`` ``[..., S, A]`` as probabilities, ties split uniformly
+    (as jaxq's learners act), for ``policy_evaluation`` / ``policy_start_value``."""
+    q = jnp.asarray(q)
+    ties = (q == jnp.max(q, axis=-1, keepdims=True)).astype(jnp.float32)
+    return ties / jnp.sum(ties, axis=-1, keepdims=True)
+
+
 def policy_start_value(model: TabularModel, policy: jax.Array, gamma: float,
                        tol: float = 1e-6) -> jax.Array:
     """V^pi(start) = sum_s mu(s) sum_a pi(a|s) Q^pi(s, a), exactly, for a policy given as

@@ -38,7 +38,7 @@ from jaxq.rules import RULES, Bootstrap, estimate, nstep_returns
 from jaxq.vecenv import VecEnv, time_limit
 from jaxq.cpu_threefry import configure_from_env
 
-# the unrolled threefry lowering on XLA:CPU (same bits; see jaxq/cpu_threefry.py)
+# which threefry lowering XLA:CPU gets (same bits; see jaxq/cpu_threefry.py)
 CPU_THREEFRY = configure_from_env()
 
 
@@ -222,8 +222,8 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         return mask(cols, s, ep)
 
     def spec(tree, leading):
-        """PartitionSpecs for a carry: table-shaped leaves by strategy, env leaves by
-        their env axis (``leading`` = axes before it), scalars replicated."""
+        """PartitionSpecs splitting every leaf of ``tree`` along its env axis
+        (``leading`` = the axes before it)."""
         return jax.tree.map(lambda x: P(*([None] * leading), strategies.AXIS), tree)
 
     carry_specs = None

@@ -183,13 +183,12 @@ def test_greedy_value_matches_policy_evaluation():
     import jax
     import jax.numpy as jnp
     import jaxq
+    from jaxq.model import greedy_policy
 
     spec = bench.load_env("FrozenLake-v1")
     checker = tts.GreedyValue(spec)
     q = jnp.round(jax.random.uniform(jax.random.key(0), (16, 4)) * 3) / 3  # with ties
-    pi = tts.greedy_policy(q)
-    q_pi = jaxq.policy_evaluation(spec.model, pi, tts.GAMMA)
-    exact = float(jnp.sum(spec.model.initial * jnp.sum(pi * q_pi, axis=1)))
+    exact = float(jaxq.policy_start_value(spec.model, greedy_policy(q), tts.GAMMA))
     assert checker(q) == pytest.approx(exact, abs=1e-3 * abs(checker.v_star))
     # from any start (a previous check's V, here a wrong one) within the same bound
     v, _, sweeps = checker.evaluate(q, jnp.ones(16, jnp.float32))

@@ -1,0 +1,146 @@
+"""Which threefry lowering XLA:CPU should get: JAX's rolled loop, the unrolled one, or
+jaxq's ``auto`` (unrolled for one key, rolled for batched keys; ``jaxq/cpu_threefry.py``).
+
+For each environment and N, one learner per lowering is compiled ahead of time
+(``jaxq.bench.CompiledChunk``; the lowering is picked by ``set_cpu_threefry`` before each
+compiles, and the programs keep theirs), then they are timed in interleaved rounds (rolled,
+auto, unrolled, rolled, ...; one chunk of about ``--target-s`` each), so a machine whose
+speed drifts moves all three alike; the speed-ups are medians over rounds of each round's
+ratio to ``rolled``. The tables are checked to be equal bit for bit after the same number
+of chunks (the lowerings compute the same function). Q-learning, constant lr 0.1 and
+epsilon 0.1, on FrozenLake 8x8 (jaxq's words: one key) and gymnax's CartPole through the
+discretizing adapter (gymnax steps with one key per env: batched keys).
+
+Writes ``<out>/results/cpu_threefry/results.json`` and the ``cpu_threefry`` section of
+``<out>/BENCHMARKS.md``.
+
+    python experiments/cpu_threefry.py            # ~2 minutes on 2 CPU cores
+    python experiments/cpu_threefry.py --quick    # seconds; into a temp dir unless --out
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jaxq import benchlib  # noqa: E402
+
+EXPERIMENT = "cpu_threefry"
+SCHEMA_VERSION = 1
+LOWERINGS = ("rolled", "auto", "unrolled")
+CASES = {"FrozenLake 8x8": {"env_id": "FrozenLake8x8-v1"},
+         "CartPole (gymnax, discretized)": {"env_id": "CartPole-v1", "bins": (1, 1, 8, 8)}}
+MODES = {"quick": dict(num_envs=[16], rounds=2, target_s=0.02),
+         "default": dict(num_envs=[256, 4096, 262144], rounds=7, target_s=0.25)}
+
+
+def measure(case: str, n: int, s: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    from jaxq import bench, cpu_threefry
+    from jaxq.training import CPU_THREEFRY
+
+    over = dict(CASES[case])
+    env_id = over.pop("env_id")
+
+    def compiled(lowering: str, iters: int):
+        cpu_threefry.set_cpu_threefry(lowering)
+        cfg = bench.jaxq_config(env_id, {}, "q_learning", n, iters, seed=s["seed"])
+        return bench.CompiledChunk(dataclasses.replace(cfg, **over) if over else cfg)
+
+    try:
+        probe = compiled("rolled", 1)
+        probe()
+        t0 = time.perf_counter()
+        probe()
+        iters = max(1, int(s["target_s"] / max(time.perf_counter() - t0, 1e-9)))
+        chunks = {k: compiled(k, iters) for k in LOWERINGS}
+    finally:
+        cpu_threefry.set_cpu_threefry(CPU_THREEFRY or "rolled")
+    rounds = []
+    for _ in range(s["rounds"]):
+        r = {}
+        for k, c in chunks.items():
+            t = time.perf_counter()
+            c()
+            r[k] = c.steps_per_chunk / (time.perf_counter() - t)
+        rounds.append(r)
+    qs = [c.q() for c in chunks.values()]
+    same = all(np.array_equal(qs[0], q) for q in qs[1:])
+    rec = {"case": case, "num_envs": n, "chunk_iters": iters, "rounds": rounds,
+           "median": {k: statistics.median(r[k] for r in rounds) for k in LOWERINGS},
+           "speedup": {k: statistics.median(r[k] / r["rolled"] for r in rounds)
+                       for k in LOWERINGS},
+           "same_table": same}
+    log(f"  {case:<32} N={n:<7} " + ", ".join(
+        f"{k} {benchlib.human(rec['median'][k])} ({rec['speedup'][k]:.2f}x)" for k in LOWERINGS)
+        + ("" if same else "  TABLES DIFFER"))
+    return rec
+
+
+def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
+    s = dict(MODES["quick" if args.quick else "default"], seed=args.seed)
+    info = benchlib.system_info()
+    log(f"cpu_threefry: {info['device']['description']}")
+    t0 = time.perf_counter()
+    records = [measure(case, n, s, log) for case in CASES for n in s["num_envs"]]
+    argv = getattr(args, "argv", None)
+    cmd = ["python", "experiments/cpu_threefry.py"] + (sys.argv[1:] if argv is None else list(argv))
+    return {"experiment": EXPERIMENT, "schema_version": SCHEMA_VERSION, "info": info,
+            "device": info["device"]["description"], "jax": info["versions"].get("jax"),
+            "jaxlib": info["versions"].get("jaxlib"),
+            "config": {"quick": bool(args.quick), **s, "command": shlex.join(cmd)},
+            "records": records, "elapsed_s": time.perf_counter() - t0}
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    lines = [benchlib.heading("Threefry lowering on XLA:CPU (jaxq/cpu_threefry.py)",
+                              results["info"]), ""]
+    lines.append(
+        f"Q-learning steps/s with each lowering, compiled side by side and timed in "
+        f"{cfg['rounds']} interleaved rounds of ~{cfg['target_s']} s; speed-up = median over "
+        f"rounds of the ratio to JAX's own `rolled` loop. `auto` (jaxq's default) unrolls "
+        f"for one key (FrozenLake: jaxq's per-step words) and keeps the rolled loop for "
+        f"batched keys (gymnax CartPole steps with a key per env). *same table*: the three "
+        f"tables equal bit for bit.")
+    lines.append("")
+    rows = [[r["case"], f"{r['num_envs']:,}"]
+            + [f"{benchlib.human(r['median'][k])} ({r['speedup'][k]:.2f}x)" for k in LOWERINGS]
+            + ["yes" if r["same_table"] else "**no**"] for r in results["records"]]
+    lines.append(benchlib.table(["env", "N"] + list(LOWERINGS) + ["same table"], rows,
+                                ["l", "r", "r", "r", "r", "l"]))
+    lines.append("")
+    lines.append(f"Run {results['info']['date_utc']}; {benchlib.versions_line(results['info'])}"
+                 f"; `{cfg['command']}` ({results['elapsed_s']:.0f} s). "
+                 f"Raw: `results/{EXPERIMENT}/results.json`.")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="seconds: N = 16, 2 rounds")
+    p.add_argument("--full", action="store_true", help="accepted for the runner (= default)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--markdown-only", action="store_true")
+    p.add_argument("--no-markdown", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    args = parse_args(argv)
+    args.argv = argv
+    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log)
+
+
+if __name__ == "__main__":
+    main()
