@@ -183,6 +183,7 @@ def test_numpy_learner_is_the_batched_algorithm(env_id, kwargs, dense, epsilon):
     learner = bench.NumpyQLearner(spec, n, gamma=gamma, lr=lr, epsilon=epsilon, seed=0,
                                   block=16, dense=dense)  # 3 blocks, the last partial
     assert learner.dense is dense
+    assert learner.eps16 == math.ceil(epsilon * 65536)  # u16 < eps16 <=> u < epsilon
     fake = _Words(1)
     learner.rng = fake
     S, A, _ = spec.shape

@@ -28,8 +28,11 @@ def _batched_bits(n):
     return np.asarray(f(keys)), f.lower(keys).as_text()
 
 
-def test_jaxq_picks_auto_by_default():
-    assert CPU_THREEFRY == "auto"
+def test_jaxq_picks_auto_by_default(restore, monkeypatch):
+    monkeypatch.delenv(cpu_threefry.ENV_VAR, raising=False)
+    assert cpu_threefry.configure_from_env() == "auto"
+    assert "while" not in _bits((3, 1000))[1]  # one key: unrolled
+    assert "while" in _batched_bits(64)[1]  # batched keys: JAX's rolled loop
 
 
 @pytest.mark.parametrize("lowering", ["unrolled", "auto"])

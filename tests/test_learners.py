@@ -254,10 +254,25 @@ def test_bad_tables_and_envs_are_clear_errors():
 def test_precomputed_greedy_tables_equal_the_column_path(kw):
     """Small tables act through per-state greedy tables; 'async' with sync_every=1 (the
     synchronous algorithm, on a 1-device mesh) takes the per-env column path instead."""
+    from jaxq import explore
+
     cfg = TrainConfig(num_envs=4096, total_steps=4096 * 50, num_chunks=2, eval_every=0,
                       env_kwargs={"map_name": "4x4"} if "env_id" not in kw else {}, **kw)
-    a = np.asarray(jax.jit(make_train(cfg))(jax.random.key(0)).q)
-    b = np.asarray(jax.jit(make_train(cfg.replace(strategy="async")))(jax.random.key(0)).q)
+    calls = []
+    original = explore.greedy_table
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    explore.greedy_table = counting  # count traces of the per-state table path
+    try:
+        a = np.asarray(jax.jit(make_train(cfg))(jax.random.key(0)).q)
+        traced_a = len(calls)
+        b = np.asarray(jax.jit(make_train(cfg.replace(strategy="async")))(jax.random.key(0)).q)
+    finally:
+        explore.greedy_table = original
+    assert traced_a > 0 and len(calls) == traced_a  # a used the tables, b the columns
     np.testing.assert_array_equal(a, b)
 
 

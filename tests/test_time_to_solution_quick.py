@@ -25,7 +25,9 @@ run = experiment_modules.load("run")
 def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tts")
     logs = []
-    results = tts.main(["--quick", "--out", str(root)], log=logs.append)
+    # jaxq's cap far beyond need: a busy machine must not turn this into a timed test
+    results = tts.main(["--quick", "--jaxq-cap-s", "600", "--out", str(root)],
+                       log=logs.append)
     return root, results, logs
 
 
@@ -113,8 +115,8 @@ def test_markdown_section_is_deterministic(quick_run, tmp_path):
     assert text.count(begin) == 1 and text.count(end) == 1
     section = text[text.index(begin) + len(begin):text.index(end)]
     stored = benchlib.read_results("time_to_solution", root)
-    once, twice = tts.render_markdown(stored), tts.render_markdown(json.loads(json.dumps(stored)))
-    assert once == twice and once.strip() == section.strip()
+    once = tts.render_markdown(stored)
+    assert once.strip() == section.strip()
     assert "smoke test" in once and "**Goal**" in once and tts.PLOT in once
     for label in ("FrozenLake 8x8 (slippery)", "Taxi", "Maze 16x16", "Maze 32x32"):
         assert f"| {label} |" in once
@@ -168,13 +170,6 @@ def test_registered_in_run_and_render(tmp_path):
     assert argv == ["--full", "--out", str(tmp_path)]
     assert "--no-markdown" in run.experiment_argv("time_to_solution", tmp_path, True, False,
                                                   None, [], markdown=False)
-
-
-def test_tts_moved_out_of_bench():
-    for name in ("GreedyValue", "TTSCase", "tts_cases", "time_to_solution", "tts_jaxq",
-                 "tts_classic"):
-        assert not hasattr(bench, name), name
-    assert "--skip-tts" not in bench.parse_args.__code__.co_consts
 
 
 # ---- the checker and the classic loop ------------------------------------------------

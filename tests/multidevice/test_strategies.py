@@ -111,7 +111,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cli(args, env_extra=None, timeout=180):
+def _cli(args, env_extra=None):
     env = {**os.environ, "XLA_FLAGS": "", "JAXQ_MULTIDEVICE": "", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "jaxq", "train", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
