@@ -4,16 +4,16 @@ Every jaxq step draws its random words with ``jax.random.bits`` (threefry2x32, o
 per environment per step). On CPU, JAX lowers threefry as a *rolled* loop (5 iterations of
 4 rounds, for compile time); on GPUs it uses the *unrolled* 20 rounds. On XLA:CPU the
 rolled loop is several small kernels per iteration, each a synchronisation point of the
-intra-op thread pool. Measured on a 2-core VM (paired rounds, same process, Q-learning on
-FrozenLake 8x8): the unrolled lowering is 1.3x faster at N = 256, 1.25x at N = 4,096, and
-0.9x-1.5x at N = 262,144 (0.9x when the machine is at its best, 1.5x when its threads are
-slow to wake), with the same compile time. The bits are the same: both lowerings compute
-the same function, so tables, tests and checkpoints do not change.
+intra-op thread pool. ``experiments/cpu_threefry.py`` times the lowerings side by side
+(interleaved rounds, Q-learning on FrozenLake 8x8, 2-core VM): unrolled was 1.3x faster at
+N = 256, 1.25x at N = 4,096 and 0.9x-1.5x at N = 262,144 (0.9x when the machine ran at its
+best), with the same compile time. The bits are the same: both lowerings compute the same
+function, so tables, tests and checkpoints do not change.
 
 That holds for one key hashing many counters (jaxq's words). For a batch of keys (``vmap``
-over split keys, as gymnax environments step) the unrolled lowering measured 4-5x
-*slower* on the same machine (gymnax CartPole, N >= 4,096). So the default, ``auto``,
-unrolls only where the key is a single one and keeps JAX's rolled loop for batched keys.
+over split keys, as gymnax environments step) unrolled measured about 2x *slower*
+(gymnax CartPole through the discretizing adapter). So the default, ``auto``, unrolls only
+where the key is a single one and keeps JAX's rolled loop for batched keys.
 
 jaxq registers this for CPU when ``jaxq.training`` is imported; ``JAXQ_CPU_THREEFRY``
 (``auto``, ``unrolled`` or ``rolled`` = JAX's own) overrides it. This reaches into JAX's
