@@ -19,8 +19,8 @@ each plotted against env steps (samples) and against wall-clock seconds (log x).
 Settings, chosen so that no schedule depends on the run's length (the runs of different N
 have different lengths): learning rate per cell ``alpha = n(s,a)^-0.6`` with n the
 batched updates that cell has had (``lr_schedule="visit"``; w = 0.6 > 1/2 meets the
-Robbins-Monro conditions, so every rule converges at every N; measured here, it learns
-faster than w = 0.8 at gamma 0.99), constant epsilon 0.1, one-step targets, per-cell mean of a batched
+Robbins-Monro conditions, so every rule converges at every N; ``--visit-power`` sets
+another w), constant epsilon 0.1, one-step targets, per-cell mean of a batched
 step's TD errors (``aggregation="mean"``, jaxq's default). With N environments one
 batched step takes N samples but moves each visited cell once, by the mean of its TD
 errors: more samples per update (less noise), fewer updates per sample. The curves show

@@ -62,9 +62,10 @@ from jaxq import benchlib  # noqa: E402
 
 @dataclass(frozen=True)
 class Spec:
+    """How the runner calls one experiment; its name is also its results folder
+    (``<root>/results/<name>/``) and its BENCHMARKS.md section (``render.SECTIONS``)."""
+
     module: str  # has main(argv)
-    results: str  # <root>/results/<results>/
-    section: str  # its BENCHMARKS.md section (render.SECTIONS)
     full: tuple[str, ...] = ()  # the arguments that make it accelerator-sized
     out_is_dir: bool = False  # --out names the results folder itself, not the root
     profile: str = "trace"  # "native": pass --profile DIR; "trace": jax.profiler; "none"
@@ -73,17 +74,16 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     # throughput's strategies run in a child process: no trace (it would start JAX here)
-    "throughput": Spec("throughput", "throughput", "throughput", ("--full",), profile="none"),
-    "bench": Spec("jaxq.bench", "bench", "bench", profile="native"),
-    "time_to_solution": Spec("time_to_solution", "time_to_solution", "time_to_solution",
-                             ("--full",)),
-    "env_throughput": Spec("env_throughput", "env_throughput", "env_throughput"),
-    "cpu_threefry": Spec("cpu_threefry", "cpu_threefry", "cpu_threefry"),
-    "scaling": Spec("scaling", "scaling", "scaling", profile="none"),
-    "sweeps": Spec("sweeps", "sweeps", "sweeps", ("--full",)),
-    "convergence": Spec("convergence", "convergence", "convergence", ("--full",)),
+    "throughput": Spec("throughput", ("--full",), profile="none"),
+    "bench": Spec("jaxq.bench", profile="native"),
+    "time_to_solution": Spec("time_to_solution", ("--full",)),
+    "env_throughput": Spec("env_throughput"),
+    "cpu_threefry": Spec("cpu_threefry"),
+    "scaling": Spec("scaling", profile="none"),
+    "sweeps": Spec("sweeps", ("--full",)),
+    "convergence": Spec("convergence", ("--full",)),
     # Sutton & Barto's Figure 6.5 averaged 10,000 runs
-    "sutton_barto": Spec("sutton_barto", "sutton_barto", "sutton_barto", ("--seeds", "10000"),
+    "sutton_barto": Spec("sutton_barto", ("--seeds", "10000"),
                          out_is_dir=True, writes_markdown=False),
 }
 # `all`: scaling first (its parent process must hold no accelerator)
@@ -100,7 +100,7 @@ def experiment_argv(name: str, root: Path, quick: bool, full: bool, profile: Pat
     if not markdown and spec.writes_markdown:
         argv.append("--no-markdown")
     if spec.out_is_dir:
-        argv += ["--out", str(benchlib.results_dir(root, spec.results))]
+        argv += ["--out", str(benchlib.results_dir(root, name))]
     else:
         argv += ["--out", str(root)]
     if profile is not None and spec.profile == "native":
@@ -135,9 +135,9 @@ def run_experiment(name: str, root: Path, quick: bool = False, full: bool = Fals
     if markdown and not spec.writes_markdown:  # the others wrote their section already
         import render
 
-        r = render.render(root, only=[spec.section], log=log)
+        r = render.render(root, only=[name], log=log)
         if r["sections"]:
-            log(f"   BENCHMARKS.md section {spec.section!r}: {r['path']}")
+            log(f"   BENCHMARKS.md section {name!r}: {r['path']}")
     return out
 
 

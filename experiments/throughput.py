@@ -16,7 +16,7 @@ calls of about ``--target-s`` each; compile time reported apart; N = 1, 4, 16, .
 * **strategies**: FrozenLake 8x8 Q-learning with ``replicated``, ``sharded`` and ``async``
   (``sync_every`` 1) on D devices, in a child process (``experiments/scaling.py``'s
   worker): on a CPU host D forced host devices sharing the same cores (``--devices``,
-  default 2 = this machine's cores: overhead, not scaling), on a GPU/TPU host every real
+  default 2, as the issue's 2-core CPU: overhead, not scaling), on a GPU/TPU host every real
   device. ``single`` is the envs panel's FrozenLake 8x8 curve.
 * **baselines**, same run, same algorithm and hyperparameters on FrozenLake 8x8: the
   classic loop (Gymnasium ``FrozenLake-v1`` stepped from Python, NumPy table; N = 1), the

@@ -161,8 +161,7 @@ def test_ratios_and_goal_bounds():
 
 def test_registered_in_run_and_render(tmp_path):
     spec = run.SPECS["time_to_solution"]
-    assert spec.module == "time_to_solution" and spec.results == "time_to_solution"
-    assert spec.section == "time_to_solution" and "time_to_solution" in render.SECTIONS
+    assert spec.module == "time_to_solution" and "time_to_solution" in render.SECTIONS
     assert "time_to_solution" in run.ALL
     assert run.load_main("time_to_solution") is tts.main
     argv = run.experiment_argv("time_to_solution", tmp_path, quick=False, full=True,
