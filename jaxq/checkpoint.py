@@ -26,6 +26,16 @@ import jax
 import numpy as np
 
 FORMAT = "jaxq-checkpoint-v1"
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz): with members, empty
+
+
+def safe_reason(e: Exception) -> str:
+    """Why NumPy could not load a file, without its advice to load pickles unsafely."""
+    text = str(e)
+    if "pickle" in text:
+        return "it holds pickled Python objects, which jaxq never loads"
+    return f"{type(e).__name__}: {text}"
 
 
 def to_host(x) -> np.ndarray:
@@ -147,13 +157,16 @@ def read(path: str, template_carry, config_json: str) -> Restored:
     """Read and check a checkpoint against ``template_carry`` (e.g. from
     ``jax.eval_shape``) and the run's config; nothing is placed on a device, so a corrupt
     or foreign file is reported before anything compiles."""
+    with open(path, "rb") as f:  # FileNotFoundError as it is
+        magic = f.read(4)
+    if magic not in ZIP_MAGIC:  # never let NumPy suggest loading it unsafely
+        raise ValueError(f"corrupt checkpoint {path!r}: not a .npz file "
+                         f"({'empty' if not magic else 'it does not start like a zip archive'})")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise
     except Exception as e:  # truncated zip, bad header, pickled content...
-        raise ValueError(f"corrupt checkpoint {path!r}: {type(e).__name__}: {e}") from None
+        raise ValueError(f"corrupt checkpoint {path!r}: {safe_reason(e)}") from None
     if str(arrays.get("format", "")) != FORMAT or "digest" not in arrays or "config" not in arrays:
         raise ValueError(f"corrupt checkpoint {path!r}: not a {FORMAT} file")
     digest = str(arrays.pop("digest"))

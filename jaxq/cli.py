@@ -15,6 +15,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from typing import Any, Callable, NoReturn, Sequence
@@ -27,6 +28,8 @@ from jaxq.explore import EXPLORATIONS, SCHEDULES
 PROG = "jaxq"
 MAX_QSTAR_CELLS = 2**22  # value iteration for Q* only below this many (s, a) cells
 CHECKPOINT = "checkpoint.npz"
+# the files of a run in --out; one of them there means the directory holds a run
+RUN_FILES = ("config.json", "q.npy", "metrics.json", "learning_curve.png", CHECKPOINT)
 
 # Flags whose name is not the field's; env_kwargs is the repeated --env-kwarg.
 _RENAMED = {"env_id": "env"}
@@ -37,8 +40,8 @@ _CHOICES = {
 }
 _HELP = {
     "env_id": "environment id (see `jaxq envs`; gymnax ids work too)",
-    "algo": "TD rule",
-    "n_step": "n-step returns",
+    "algo": "update rule (which TD target)",
+    "n_step": "n of n-step returns (1: one-step TD)",
     "num_envs": "parallel environments",
     "total_steps": "env steps summed over all environments (rounded up to whole chunks)",
     "gamma": "discount",
@@ -49,11 +52,11 @@ _HELP = {
     "visit_power": "exponent of the visit-count learning rate",
     "exploration": "behaviour policy",
     "epsilon": "epsilon at the start",
-    "epsilon_schedule": "epsilon schedule",
+    "epsilon_schedule": "how epsilon goes from --epsilon to --epsilon-end",
     "epsilon_end": "epsilon at the end of the decay",
     "epsilon_decay_fraction": "share of the run over which epsilon decays",
     "temperature": "Boltzmann temperature at the start",
-    "temperature_schedule": "temperature schedule",
+    "temperature_schedule": "how the temperature goes from --temperature to --temperature-end",
     "temperature_end": "temperature at the end of the decay",
     "temperature_decay_fraction": "share of the run over which the temperature decays",
     "aggregation": "how TD errors for one (s, a) in one batched step combine; "
@@ -64,7 +67,12 @@ _HELP = {
     "eval_every": "greedy evaluation every N chunks (0: none)",
     "eval_episodes": "episodes per greedy evaluation",
     "eval_max_steps": "step cap of an evaluation episode (envs without a time limit)",
-    "strategy": "parallelisation strategy",
+    "strategy": "parallelisation strategy: single (one device), replicated (a table copy "
+                "per device), sharded (table rows split over devices), async (stale actors)",
+    "sync_every": "replicated/sharded: apply the combined updates every K steps; async: "
+                  "refresh the actors' table snapshot every K steps (1: synchronous)",
+    "num_devices": "devices a multi-device strategy uses (default: every device JAX sees); "
+                   "--num-envs must be divisible by it",
     "bins": "discretizer for continuous gymnax envs: an int, or a JSON list per dimension",
     "low": "discretizer lower bound: a number or a JSON list per dimension",
     "high": "discretizer upper bound: a number or a JSON list per dimension",
@@ -136,6 +144,24 @@ def _flag(name: str) -> str:
     return "--" + _RENAMED.get(name, name).replace("_", "-")
 
 
+def _flag_names() -> dict[str, str]:
+    names = {f.name: _flag(f.name) for f in dataclasses.fields(TrainConfig)}
+    names.update(env_kwargs="--env-kwarg", checkpoint_every="--checkpoint-every")
+    return names
+
+
+def flagify(message: Any) -> str:
+    """A library message in the CLI's words: ``num_envs must be ...`` -> ``--num-envs must
+    be ...``. Names with an underscore are replaced wherever they stand; one-word names
+    (``gamma``, ``seed``, ``low``) only where they are the subject (``gamma must``,
+    ``seed=3``, ``bins needs``), so ordinary words stay words."""
+    text = str(message)
+    for name, flag in sorted(_flag_names().items(), key=lambda kv: -len(kv[0])):
+        tail = "" if "_" in name else r"(?=\s+must\b|\s+needs\b|=)"
+        text = re.sub(rf"(?<![\w-]){name}\b{tail}", flag, text)
+    return text
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags are absent from the namespace."""
     for f in dataclasses.fields(TrainConfig):
@@ -168,7 +194,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(**given)
     except (ValueError, TypeError) as e:
-        raise CliError(e) from None
+        raise CliError(flagify(e)) from None
 
 
 # ---- helpers -----------------------------------------------------------------------
@@ -179,7 +205,7 @@ def _resolve_env(config: TrainConfig):
     try:
         return resolve_env(config)
     except (ValueError, TypeError) as e:
-        raise CliError(e) from None
+        raise CliError(flagify(e)) from None
 
 
 def _json_safe(x: Any) -> Any:
@@ -260,77 +286,213 @@ def _fmt(x: float | None, spec: str = ".4f") -> str:
     return "-" if x is None or not math.isfinite(x) else format(x, spec)
 
 
+def _check_devices(config: TrainConfig) -> None:
+    """The device count a multi-device strategy needs, checked before anything is written
+    (the same conditions ``build_learner`` enforces, in the CLI's words)."""
+    if config.strategy == "single":
+        return
+    import jax
+
+    available = jax.device_count()
+    d = config.num_devices or available
+    if d > available:
+        platform = jax.devices()[0].platform
+        hint = (f"; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count={d}"
+                if platform == "cpu" else "")
+        raise CliError(f"--num-devices {d} but only {available} {platform} device(s) are "
+                       f"available{hint}")
+    if config.num_envs % d:
+        which = "--num-devices" if config.num_devices else "the number of devices"
+        raise CliError(f"--num-envs {config.num_envs} must be divisible by {which} ({d}) for "
+                       f"--strategy {config.strategy}")
+
+
+def _check_out(out: str, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse an --out that cannot be written or that holds another run (unless --resume
+    or --overwrite), writing nothing; returns the run files found there."""
+    path = os.path.abspath(out)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise CliError(f"--out {out!r} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise CliError(f"--out {out!r}: permission denied (the directory is not writable)")
+        found = [f for f in RUN_FILES if os.path.exists(os.path.join(path, f))]
+        if found and not resume and not overwrite:
+            raise CliError(
+                f"--out {out!r} already holds a run ({', '.join(found)}); pass --resume to "
+                "continue it, a new --out, or --overwrite to replace it")
+        return found
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CliError(f"--out {out!r}: cannot create it, {parent!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CliError(f"--out {out!r}: cannot create it, permission denied in {parent!r}")
+    return []
+
+
+def _about(config: TrainConfig, env, params, q: np.ndarray) -> dict[str, Any]:
+    """What metrics.json was made by and of: versions, devices, the table's size."""
+    import platform
+
+    import jax
+    import jaxlib
+
+    from jaxq import __version__
+    from jaxq.vecenv import time_limit
+
+    devices = jax.devices()
+    return {
+        "jaxq": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+        "python": platform.python_version(),
+        "platform": devices[0].platform, "device_kind": devices[0].device_kind,
+        "device_count": len(devices), "process_count": jax.process_count(),
+        "env_id": config.env_id, "env_kwargs": dict(config.env_kwargs),
+        "num_states": int(env.observation_space(params).n),
+        "num_actions": int(env.action_space(params).n),
+        "time_limit": None if time_limit(params) >= 2**31 - 1 else time_limit(params),
+        "q_shape": list(q.shape), "q_dtype": str(q.dtype),
+    }
+
+
+UNITS = {
+    "env_steps": "environment steps summed over all environments (cumulative)",
+    "episodes": "episodes finished (cumulative); episodes_in_chunk: in that chunk",
+    "mean_return": "undiscounted return per episode finished in the chunk",
+    "success_rate": "share of the chunk's finished episodes that succeeded "
+                    "(null: the env defines no success)",
+    "mean_length": "steps per episode finished in the chunk",
+    "mean_abs_td": "mean |TD error| over the chunk's updates",
+    "q_error": "max |Q - Q*| at the end of the chunk (null: no Q*)",
+    "eval_*": "greedy evaluation at the end of the chunk (null: not evaluated then): "
+              "mean return, success rate, mean length over eval_episodes episodes",
+    "steps_run": "env steps run by this invocation (less than env_steps after --resume)",
+    "compile_s, run_s": "seconds of compiling and of running chunks",
+    "steps_per_s": "steps_run / run_s: env steps per second of running, compile excluded",
+    "final_evaluation": "the greedy policy of q.npy: the last chunk's evaluation, or (no "
+                        "periodic evaluation) one run after training with key(seed)",
+}
+
+
+def _final_evaluation(result, config: TrainConfig, q: np.ndarray) -> tuple[dict, str]:
+    """The one final greedy evaluation: the last chunk's periodic one where it ran (no
+    second, different figure), else one after training. Returns (figures, source)."""
+    m = result.metrics
+    if m and not math.isnan(m["eval_return"][-1]):
+        trained = {"mean_return": float(m["eval_return"][-1]),
+                   "success_rate": float(m["eval_success"][-1]),
+                   "mean_length": float(m["eval_length"][-1])}
+        if "eval_finished" in m:
+            trained["finished"] = float(m["eval_finished"][-1])
+        who = f"mean of {q.shape[0]} learners, " if q.ndim == 3 else ""
+        return trained, f"{who}the last chunk's periodic evaluation"
+    import jax
+
+    import jaxq
+
+    ev = jaxq.evaluate(result.env, result.params, q[0] if q.ndim == 3 else q,
+                       config.eval_episodes, jax.random.key(config.seed), config.eval_max_steps)
+    who = "learner 0, " if q.ndim == 3 else ""
+    return ev._asdict(), f"{who}after training, key(seed)"
+
+
 # ---- commands ----------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Validate, train (with Q* tracked where it is cheap), write the outputs, report."""
+    """Validate everything (flags, env, devices, --out, checkpoint), then write config.json
+    and train (with Q* tracked where it is cheap), write the outputs, report."""
     import jax
 
     from jaxq import strategies
 
-    config = config_from_args(args)
-    try:  # before anything starts a JAX backend: all processes then see the global mesh
+    try:  # before anything starts a JAX backend (TrainConfig's env check imports gymnax,
+        # which does): all processes then see the global mesh
         distributed = strategies.init_distributed(
             args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     except (ValueError, RuntimeError) as e:
         raise CliError(e) from None
+    config = config_from_args(args)
+    if isinstance(args.checkpoint_every, int) and args.checkpoint_every < 0:
+        raise CliError(f"--checkpoint-every must be an int >= 0, got {args.checkpoint_every}")
     import jaxq
-    from jaxq.evaluation import as_floats
 
     writer = not distributed or jax.process_index() == 0
     env, params = _resolve_env(config)
+    _check_devices(config)
     out = args.out
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+    found = _check_out(out, args.resume, args.overwrite)
     ckpt = os.path.join(out, CHECKPOINT)
     resuming = args.resume and os.path.exists(ckpt)
     if args.resume and not resuming:
         print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
-    if not resuming and writer:  # a resume with other flags must not clobber the run's
-        _write_config(out, config)
-
     q_star = _q_star(env, params, config.gamma)
+
+    def start_run() -> None:
+        """Everything checked: create --out, clear a replaced run, write config.json."""
+        if not writer:
+            return
+        try:
+            os.makedirs(out, exist_ok=True)
+            if found and not resuming:  # --overwrite (or --resume without a checkpoint)
+                for name in found:
+                    os.remove(os.path.join(out, name))
+                print(f"{PROG}: overwriting the run in {out} ({', '.join(found)})",
+                      file=sys.stderr)
+            if not resuming:  # a resume with other flags must not clobber the run's
+                _write_config(out, config)
+        except OSError as e:
+            raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
             result = jaxq.train(
                 config, q_star, progress=not args.no_progress,
                 checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
-                checkpoint_every=args.checkpoint_every, resume=args.resume)
+                checkpoint_every=args.checkpoint_every, resume=args.resume,
+                before_run=start_run)
         except (ValueError, TypeError) as e:  # validation, corrupt or foreign checkpoint
-            raise CliError(e) from None
+            raise CliError(flagify(e)) from None
 
     q = np.asarray(result.q, np.float32)
-    # the final greedy evaluation; with independent tables, learner 0's
-    q_eval = q[0] if q.ndim == 3 else q
-    key = jax.random.key(config.seed)
-    evaluate = lambda table: as_floats(jaxq.evaluate(  # noqa: E731
-        result.env, result.params, table, config.eval_episodes, key, config.eval_max_steps))
-    trained = evaluate(q_eval)
-    optimal = evaluate(q_star) if q_star is not None else None
+    trained, source = _final_evaluation(result, config, q)
+    optimal = None
+    if q_star is not None:
+        optimal = jaxq.evaluate(result.env, result.params, q_star, config.eval_episodes,
+                                jax.random.key(config.seed), config.eval_max_steps)._asdict()
     q_error = float(np.max(np.abs(q - q_star))) if q_star is not None else None
     if not writer:  # process 0 writes the outputs
         return 0
 
-    np.save(os.path.join(out, "q.npy"), q)
-    _write_config(out, config)
-    _write_json(os.path.join(out, "metrics.json"), {
-        "history": result.metrics, "summary": result.summary(), "timings": result.timings,
-        "final_evaluation": {"trained": trained, "optimal": optimal, "max_abs_q_error": q_error},
-    })
-    plotted = _plot(os.path.join(out, "learning_curve.png"), result.metrics,
-                    f"{config.algo} on {config.env_id}", not math.isnan(trained["success_rate"]))
-
     s, t = result.summary(), result.timings
-    who = " (learner 0)" if q.ndim == 3 else ""
+    try:
+        np.save(os.path.join(out, "q.npy"), q)
+        _write_config(out, config)
+        _write_json(os.path.join(out, "metrics.json"), {
+            "about": _about(config, result.env, result.params, q), "units": UNITS,
+            "history": result.metrics, "summary": s, "timings": t,
+            "final_evaluation": {"trained": trained, "source": source,
+                                 "episodes": config.eval_episodes, "optimal": optimal,
+                                 "max_abs_q_error": q_error},
+        })
+        plotted = _plot(os.path.join(out, "learning_curve.png"), result.metrics,
+                        f"{config.algo} on {config.env_id}",
+                        not math.isnan(trained["success_rate"]))
+    except OSError as e:
+        raise CliError(f"cannot write the outputs to --out {out!r}: {e.strerror or e}") from None
+
+    plan = config.plan()
+    total = f"{s['env_steps']:,}"
+    if result.start_chunk:
+        total += (f" in all: {s['steps_run']:,} in this run, resumed at chunk "
+                  f"{result.start_chunk}/{plan['num_chunks']}")
     rows = [
-        ("env steps", f"{int(s['env_steps']):,}"),
-        ("episodes", f"{int(s['episodes']):,}"),
+        ("env steps", total),
+        ("episodes", f"{s['episodes']:,}"),
         ("wall time", f"{t['compile_s']:.2f} s compile + {t['run_s']:.2f} s run"),
-        ("steps/s", _fmt(t["steps_per_s"], ".3g")),
-        ("", f"{'trained' + who:<22}" + ("optimal (Q*)" if optimal else "")),
+        ("steps/s", _fmt(t["steps_per_s"], ".3g") + " (this run's steps / run time)"),
+        ("", f"{'trained':<22}" + ("optimal (Q*)" if optimal else "")),
         ("greedy mean return", f"{_fmt(trained['mean_return']):<22}"
                                + (_fmt(optimal["mean_return"]) if optimal else "")),
         ("greedy success rate", f"{_fmt(trained['success_rate'], '.3f'):<22}"
@@ -339,7 +501,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if q_error is not None:
         rows.append(("max|Q - Q*|", _fmt(q_error, ".4g")))
     print(f"{config.algo} on {config.env_id}: {config.num_envs} envs, greedy evaluation over "
-          f"{config.eval_episodes} episodes (cap {config.eval_max_steps} steps)")
+          f"{config.eval_episodes} episodes (cap {config.eval_max_steps} steps; {source})")
     for name, value in rows:
         print(f"  {name:<21}{value}".rstrip())
     written = "q.npy, metrics.json, config.json" + (", learning_curve.png" if plotted else "")
@@ -348,15 +510,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def load_table(path: str) -> np.ndarray:
-    """A saved Q-table, or a CliError saying why it cannot be used."""
+    """A saved Q-table, or a CliError saying why it cannot be used (never with NumPy's
+    advice to load a file unsafely)."""
+    from jaxq.checkpoint import NPY_MAGIC, ZIP_MAGIC, safe_reason
+
     try:
-        q = np.load(path, allow_pickle=False)
-    except Exception as e:  # missing, unreadable, not .npy, pickled
-        raise CliError(f"cannot read --q {path!r}: {e}") from None
-    if not isinstance(q, np.ndarray):
-        q.close()
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+    except OSError as e:
+        raise CliError(f"cannot read --q {path!r}: {e.strerror or e}") from None
+    if magic[:4] in ZIP_MAGIC:
         raise CliError(f"--q {path!r} is an .npz archive; expected a .npy array")
-    return q
+    if magic != NPY_MAGIC:
+        raise CliError(f"cannot read --q {path!r}: not a .npy file "
+                       f"({'empty' if not magic else 'no .npy header'})")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # truncated, bad header, object arrays
+        raise CliError(f"cannot read --q {path!r}: {safe_reason(e)}") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -364,16 +535,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import jax
 
     import jaxq
-    from jaxq.evaluation import as_floats
+    from jaxq.evaluation import check_finite
     from jaxq.training import check_table
 
     fields = {"env_id": args.env, "env_kwargs": parse_env_kwargs(args.env_kwargs)}
     fields.update({k: getattr(args, k) for k in ("bins", "low", "high")
                    if getattr(args, k) is not None})
+    for flag, value in (("--episodes", args.episodes), ("--max-steps", args.max_steps)):
+        if value < 1:
+            raise CliError(f"{flag} must be >= 1, got {value}")
     try:
         config = TrainConfig(**fields)
     except (ValueError, TypeError) as e:
-        raise CliError(e) from None
+        raise CliError(flagify(e)) from None
     env, params = _resolve_env(config)
     q = load_table(args.q)
     if q.ndim == 3:
@@ -382,9 +556,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            f"{list(q.shape)}, got {args.learner}")
         q = q[args.learner]
     try:
-        check_table("--q", q, env.observation_space(params).n, env.action_space(params).n)
-        ev = as_floats(jaxq.evaluate(env, params, q, args.episodes,
-                                     jax.random.key(args.seed), args.max_steps))
+        shape = (env.observation_space(params).n, env.action_space(params).n)
+        if q.shape == shape and np.issubdtype(q.dtype, np.floating):  # the file, the cell
+            check_finite(f"--q {args.q!r}", q, env, params)
+        check_table("--q", q, *shape)
+        ev = jaxq.evaluate(env, params, q, args.episodes, jax.random.key(args.seed),
+                           args.max_steps)._asdict()
     except (ValueError, TypeError) as e:
         raise CliError(e) from None
     print(f"{env.name}: greedy policy of {args.q} over {args.episodes} episodes")
@@ -396,14 +573,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_envs(args: argparse.Namespace) -> int:
-    from jaxq.envs import env_specs
+def env_rows() -> list[tuple[str, str, str, str]]:
+    """(id, states x actions, time limit, description) of every registered environment,
+    built with its default keyword arguments (all small)."""
+    from jaxq.envs import env_specs, make
+    from jaxq.vecenv import time_limit
 
-    specs = env_specs()
-    width = max(len(s.env_id) for s in specs) + 2
-    for s in specs:
-        print(f"{s.env_id:<{width}}{s.description}")
-    print("gymnax ids are accepted too; continuous ones need --bins (e.g. CartPole-v1).")
+    rows = []
+    for spec in env_specs():
+        env, params = make(spec.env_id)
+        limit = time_limit(params)
+        rows.append((spec.env_id,
+                     f"{env.observation_space(params).n} x {env.action_space(params).n}",
+                     "none" if limit >= 2**31 - 1 else str(limit), spec.description))
+    return rows
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    rows = [("id", "states x actions", "time limit", "what")] + env_rows()
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+    for r in rows:
+        print("".join(f"{c:<{w}}" for c, w in zip(r, widths)) + r[3])
+    print("(states x actions and time limit with default --env-kwarg values; every env takes "
+          "max_steps. gymnax ids are accepted too; continuous ones need --bins, e.g. "
+          "CartPole-v1.)")
     return 0
 
 
@@ -438,7 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"write DIR/{CHECKPOINT} every K chunks (default: 0, never)")
     t.add_argument("--resume", action="store_true",
                    help=f"continue from DIR/{CHECKPOINT} (same flags as the interrupted run)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, an --out holding a "
+                        "run is an error unless --resume)")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress output (by default: a bar on a terminal, else one "
+                        "line per ~10%% of the run)")
     t.add_argument("--coordinator", metavar="HOST:PORT", default=None,
                    help="several hosts: the coordinator's address (or JAXQ_COORDINATOR); "
                         "every process runs the same command with its own --process-id")

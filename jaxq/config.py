@@ -117,6 +117,15 @@ class TrainConfig:
         if not isinstance(self.env_kwargs, Mapping):
             raise TypeError(f"env_kwargs must be a mapping, got {type(self.env_kwargs).__name__}")
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        bad_keys = [k for k in self.env_kwargs if not isinstance(k, str)]
+        if bad_keys:
+            raise TypeError(f"env_kwargs keys must be str, got {bad_keys!r}")
+        # the id and the keyword names, now rather than at train(): nothing is built here
+        # (importing the environments imports gymnax, which starts a JAX backend: a
+        # multi-process run calls jaxq.init_distributed before building its config)
+        import jaxq.envs  # noqa: F401  (registers jaxq's ids)
+        from jaxq.envs.registry import check_env
+        check_env(self.env_id, self.env_kwargs)
         _choice("algo", self.algo, ALGOS)
         _int("n_step", self.n_step, 1, 64)
         _int("num_envs", self.num_envs, 1, INT32_MAX)

@@ -14,18 +14,42 @@ from jaxq.vecenv import VecEnv, time_limit
 
 
 class Evaluation(NamedTuple):
-    mean_return: jax.Array
-    success_rate: jax.Array  # NaN where the env defines no success
-    mean_length: jax.Array
-    finished: jax.Array  # share of episodes that ended (terminated or truncated) within the cap
+    """Python floats from ``evaluate``; 0-d arrays from the jit-able ``_rollouts``."""
+
+    mean_return: float
+    success_rate: float  # NaN where the env defines no success
+    mean_length: float
+    finished: float  # share of episodes that ended (terminated or truncated) within the cap
+
+
+def check_finite(name: str, q, env, params) -> None:
+    """Refuse a table with NaN or +inf anywhere, or -inf in a cell whose action may be
+    taken; -inf is legitimate only in an invalid action's cell of an action-masked env
+    (value iteration puts it there). The error names ``name`` and the first bad cell."""
+    q = np.asarray(q)
+    bad = ~np.isfinite(q)
+    if not bad.any():
+        return
+    if getattr(env, "has_action_mask", False) and q.ndim == 2:
+        states = jnp.arange(q.shape[0], dtype=jnp.int32)
+        valid = np.stack([np.asarray(v) for v in env.valid_actions(states, params)], axis=-1)
+        bad &= ~((q == -np.inf) & ~valid)
+        if not bad.any():
+            return
+    cell = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = "" if q[cell] != -np.inf else " (a valid action's cell)"
+    raise ValueError(f"{name} holds a non-finite value: q[{', '.join(map(str, cell))}] = "
+                     f"{q[cell]}{where}; {int(bad.sum())} bad cell(s) in all")
 
 
 def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int = 1000) -> Evaluation:
-    """Run ``num_episodes`` greedy episodes in parallel (ties broken at random).
+    """Run ``num_episodes`` greedy episodes in parallel (ties broken at random); returns
+    an ``Evaluation`` of Python floats.
 
     Each episode runs until it terminates, hits the env's time limit, or ``max_steps``
     (a cap for environments registered without a time limit, e.g. CliffWalking, where a
-    bad greedy policy can loop forever).
+    bad greedy policy can loop forever). A table with NaN or infinite values is refused
+    (``check_finite``), since its greedy policy means nothing.
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be a positive int, got {num_episodes!r}")
@@ -38,8 +62,10 @@ def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int 
         raise ValueError(f"q must have shape {list(expected)} for {env.name}, got {list(q.shape)}")
     if not jnp.issubdtype(q.dtype, jnp.floating):
         raise TypeError(f"q must be a float array, got dtype {q.dtype}")
+    check_finite("q", q, env, params)
     key = jax.random.key(0) if key is None else key
-    return _rollouts(venv, params, q.astype(jnp.float32), key, int(min(max_steps, time_limit(params))))
+    ev = _rollouts(venv, params, q.astype(jnp.float32), key, int(min(max_steps, time_limit(params))))
+    return Evaluation(*(float(x) for x in jax.device_get(ev)))
 
 
 @partial(jax.jit, static_argnums=(0, 4))

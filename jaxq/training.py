@@ -498,14 +498,24 @@ class TrainResult:
     config: TrainConfig
     env: Any = field(repr=False, default=None)
     params: Any = field(repr=False, default=None)
+    start_chunk: int = 0  # chunks a resumed run found done in its checkpoint
+
+    @property
+    def steps_run(self) -> int:
+        """Env steps run by this call (a resumed run's total includes the checkpoint's)."""
+        plan = self.config.plan()
+        done = len(self.metrics.get("env_steps", ())) if self.metrics else 0
+        return (done - self.start_chunk) * plan["chunk_iters"] * self.config.num_envs
 
     def summary(self) -> dict[str, float]:
-        """The last chunk's figures (and the last periodic evaluation)."""
+        """The last chunk's figures (and the last periodic evaluation); counters are ints."""
         m = self.metrics
         if not m:
             return dict(self.timings)
-        out = {k: float(m[k][-1]) for k in ("env_steps", "episodes", "mean_return",
-                                            "success_rate", "mean_abs_td", "q_error")}
+        out: dict[str, Any] = {k: int(m[k][-1]) for k in ("env_steps", "episodes")}
+        out.update(steps_run=self.steps_run, start_chunk=self.start_chunk)
+        out.update({k: float(m[k][-1]) for k in ("mean_return", "success_rate", "mean_abs_td",
+                                                  "q_error")})
         done = np.flatnonzero(~np.isnan(m["eval_return"]))
         if done.size:
             i = done[-1]
@@ -516,18 +526,22 @@ class TrainResult:
         return out
 
 
-def host_metrics(raw: dict[str, np.ndarray], start_chunk: int, config: TrainConfig) -> dict[str, np.ndarray]:
-    """Per-chunk device sums -> the reported history; counters become exact int64 totals."""
+def host_metrics(raw: dict[str, np.ndarray], start_chunk: int, config: TrainConfig,
+                 has_success: bool = True) -> dict[str, np.ndarray]:
+    """Per-chunk device sums -> the reported history; counters become exact int64 totals.
+    ``has_success=False`` (an env that defines no success, e.g. most gymnax ones): the
+    success rate is NaN, as evaluation reports it, not 0."""
     plan = config.plan()
     n_chunks = len(raw["episodes"])
     chunk_ids = np.arange(start_chunk + 1, start_chunk + n_chunks + 1, dtype=np.int64)
     eps = raw["episodes"].astype(np.int64)
+    success = raw["successes"] / eps if has_success else np.full(n_chunks, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {
+        out = {
             "env_steps": chunk_ids * plan["chunk_iters"] * config.num_envs,
             "episodes_in_chunk": eps,
             "mean_return": raw["return_sum"] / eps,
-            "success_rate": raw["successes"] / eps,
+            "success_rate": success,
             "mean_length": raw["length_sum"].astype(np.float64) / eps,
             "mean_abs_td": raw["abs_td_sum"] / raw["td_count"].astype(np.int64),
             "q_error": np.asarray(raw["q_error"], np.float64),
@@ -535,6 +549,9 @@ def host_metrics(raw: dict[str, np.ndarray], start_chunk: int, config: TrainConf
             "eval_success": np.asarray(raw["eval_success"], np.float64),
             "eval_length": np.asarray(raw["eval_length"], np.float64),
         }
+    if "eval_finished" in raw:
+        out["eval_finished"] = np.asarray(raw["eval_finished"], np.float64)
+    return out
 
 
 def _append(history: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -553,13 +570,18 @@ def train(
     checkpoint_every: int = 0,
     resume: bool = False,
     stop_after_chunks: int | None = None,
+    before_run: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train with a progress bar, in compiled chunks; optionally checkpoint and resume.
 
     ``checkpoint_every`` (chunks) writes ``checkpoint_path`` atomically; ``resume=True``
     continues from it if it exists, giving bit for bit the same final table as an
     uninterrupted run on the same device. ``stop_after_chunks`` ends early (to test
-    interruption). Timings keep compilation apart from running.
+    interruption). Timings keep compilation apart from running. ``before_run`` is called
+    once everything is validated (config, devices, checkpoint) and before anything
+    compiles, e.g. to write a run's files only when the run can start.
+
+    Progress goes to stderr: a bar on a terminal, plain lines (one per ~10%) otherwise.
     """
     from jaxq import checkpoint as ckpt
 
@@ -587,6 +609,8 @@ def train(
         # before compiling: a corrupt or foreign checkpoint is reported at once
         restored = ckpt.read(checkpoint_path, jax.eval_shape(learner.init, key, hp, ep),
                              config_json)
+    if before_run is not None:
+        before_run()
     t0 = time.perf_counter()
     init_c = jax.jit(learner.init).lower(key, hp, ep).compile()
     if restored is None:
@@ -600,10 +624,12 @@ def train(
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)
     bar = None
     if progress and jax.process_index() == 0:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=plan["num_chunks"] * plan["chunk_iters"] * config.num_envs,
-                   initial=start * plan["chunk_iters"] * config.num_envs, unit="step",
-                   unit_scale=True, desc=f"{config.algo} {config.env_id}", leave=False)
+        from jaxq.progress import Progress
+        bar = Progress(f"{config.algo} {config.env_id}", plan["num_chunks"],
+                       plan["chunk_iters"] * config.num_envs, start)
+        if restored is not None:
+            bar.note(f"resuming at chunk {start}/{plan['num_chunks']} from {checkpoint_path}")
+    has_success = learner.venv.has_success
     run_s = 0.0
     for i in range(start, end):
         t1 = time.perf_counter()
@@ -611,11 +637,10 @@ def train(
         raw = jax.device_get(raw)
         dt = time.perf_counter() - t1
         run_s += dt
-        history = _append(history, host_metrics({k: np.atleast_1d(v) for k, v in raw.items()}, i, config))
+        history = _append(history, host_metrics({k: np.atleast_1d(v) for k, v in raw.items()},
+                                                i, config, has_success))
         if bar is not None:
-            bar.update(plan["chunk_iters"] * config.num_envs)
-            bar.set_postfix(ret=f"{history['mean_return'][-1]:.3f}",
-                            sps=f"{plan['chunk_iters'] * config.num_envs / dt:.3g}")
+            bar.update(i + 1, dt, float(history["mean_return"][-1]))
         if checkpoint_every and ((i + 1) % checkpoint_every == 0 or i + 1 == plan["num_chunks"]):
             ckpt.save(checkpoint_path, carry, history, config_json)
     if bar is not None:
@@ -626,7 +651,7 @@ def train(
                "steps_per_s": steps_run / run_s if run_s > 0 else float("nan")}
     if history:
         history["episodes"] = np.cumsum(history["episodes_in_chunk"])
-    return TrainResult(q, history, timings, config, learner.env, learner.params)
+    return TrainResult(q, history, timings, config, learner.env, learner.params, start)
 
 
 def _chunks_done(carry: Carry) -> jax.Array:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 
+import jax
+import jaxlib
 import numpy as np
 import pytest
 
@@ -63,6 +65,7 @@ def test_train_writes_the_four_outputs(run):
     assert m["summary"]["env_steps"] == 1600 and m["summary"]["episodes"] == h["episodes"][-1]
     # Q* was passed to training: the tracked error is the final max|Q - Q*|
     final = m["final_evaluation"]
+    assert final["episodes"] == 20
     assert h["q_error"][-1] == pytest.approx(final["max_abs_q_error"], rel=1e-6)
     assert final["optimal"]["success_rate"] == 1.0  # deterministic 8x8: Q* always succeeds
     assert final["optimal"]["mean_length"] == 14.0
@@ -77,16 +80,6 @@ def test_config_json_round_trips(run):
     assert cfg == TrainConfig(
         env_id="FrozenLake-v1", env_kwargs={"map_name": "8x8", "is_slippery": False},
         num_envs=8, total_steps=1600, num_chunks=4, eval_every=2, eval_episodes=20, seed=3)
-
-
-def test_eval_of_the_saved_table_matches_the_final_evaluation(run):
-    out, _ = run
-    code, stdout, _ = _run(["eval", *LAKE_8X8, "--q", str(out / "q.npy"), "--episodes", "20",
-                            "--seed", "3"])
-    assert code == 0
-    trained = json.loads((out / "metrics.json").read_text())["final_evaluation"]["trained"]
-    assert f"mean return   {trained['mean_return']:.4f}" in stdout
-    assert f"mean length   {trained['mean_length']:.1f}" in stdout
 
 
 def test_eval_of_q_star_succeeds_always(tmp_path):
@@ -118,6 +111,15 @@ def test_train_on_cliff_walking_evaluates_with_a_step_cap(tmp_path):
     assert final["trained"]["mean_length"] <= 30
     assert final["optimal"] == {"mean_return": -13.0, "success_rate": 1.0, "mean_length": 13.0,
                                 "finished": 1.0}
+    # no periodic evaluation: the one final evaluation ran after training with key(seed),
+    # so `jaxq eval` of the saved table with the same seed and sizes reproduces it
+    assert final["source"] == "after training, key(seed)"
+    code, stdout, _ = _run(["eval", "--env", "CliffWalking-v1", "--q", str(tmp_path / "q.npy"),
+                            "--episodes", "5", "--max-steps", "30", "--seed", "0"])
+    assert code == 0
+    assert f"mean return   {final['trained']['mean_return']:.4f}" in stdout
+    assert f"mean length   {final['trained']['mean_length']:.1f}" in stdout
+    assert f"finished      {final['trained']['finished']:.3f}" in stdout
 
 
 def test_independent_tables_are_saved_whole(tmp_path):
@@ -159,20 +161,20 @@ def test_every_config_field_has_a_flag_with_the_library_default():
 
 @pytest.mark.parametrize("argv, match", [
     (["--algo", "dqn"],
-     "algo must be one of ['q_learning', 'sarsa', 'expected_sarsa', 'double_q'], got 'dqn'"),
-    (["--num-envs", "0"], "num_envs must be >= 1"),
-    (["--num-envs", "2.5"], "num_envs must be an int, got float 2.5"),
-    (["--gamma", "2"], "gamma must be in [0.0, 1.0], got 2.0"),
-    (["--gamma", "abc"], "gamma must be a number, got str 'abc'"),
-    (["--env", "FrozenLake-v9"], "unknown env_id 'FrozenLake-v9'. Did you mean 'FrozenLake-v1'"),
+     "--algo must be one of ['q_learning', 'sarsa', 'expected_sarsa', 'double_q'], got 'dqn'"),
+    (["--num-envs", "0"], "--num-envs must be >= 1"),
+    (["--num-envs", "2.5"], "--num-envs must be an int, got float 2.5"),
+    (["--gamma", "2"], "--gamma must be in [0.0, 1.0], got 2.0"),
+    (["--gamma", "abc"], "--gamma must be a number, got str 'abc'"),
+    (["--env", "FrozenLake-v9"], "unknown --env 'FrozenLake-v9'. Did you mean 'FrozenLake-v1'"),
     (["--env-kwarg", "map_name"], "--env-kwarg must be KEY=VALUE"),
     (["--env-kwarg", "=8x8"], "--env-kwarg must be KEY=VALUE"),
     (["--env-kwarg", "a=1", "--env-kwarg", "a=2"], "--env-kwarg a given twice"),
     (["--env-kwarg", "nope=1"], "unknown keyword argument(s) ['nope'] for 'FrozenLake-v1'"),
     (["--env-kwarg", "is_slippery=maybe"], "is_slippery must be a bool"),
-    (["--env", "CartPole-v1"], "pass bins"),
+    (["--env", "CartPole-v1"], "pass --bins"),
     (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
-    (["--checkpoint-every", "-1"], "checkpoint_every must be an int >= 0"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be an int >= 0"),
 ])
 def test_bad_train_arguments_are_one_line_errors(tmp_path, capsys, argv, match):
     err = _error(capsys, ["train", *argv, *_small(argv), "--out", str(tmp_path / "o"),
@@ -231,3 +233,43 @@ def test_python_dash_m_jaxq_help():
     p = subprocess.run([sys.executable, "-m", "jaxq", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0 and "train" in p.stdout and "eval" in p.stdout
+
+
+# ---- metrics.json says what it is (the run above) ----------------------------------------
+
+def test_metrics_json_is_self_describing(run):
+    out, _ = run
+    m = json.loads((out / "metrics.json").read_text())
+    about = m["about"]
+    assert (about["jaxq"], about["jax"], about["jaxlib"]) == (
+        jaxq.__version__, jax.__version__, jaxlib.__version__)
+    assert about["platform"] == jax.devices()[0].platform and about["device_count"] >= 1
+    assert (about["num_states"], about["num_actions"], about["time_limit"]) == (64, 4, 100)
+    assert about["q_shape"] == [64, 4] and about["env_kwargs"] == {
+        "map_name": "8x8", "is_slippery": False}
+    assert {"env_steps", "steps_per_s", "final_evaluation"} <= set(m["units"])
+
+
+def test_metrics_json_counters_are_integers(run):
+    out, _ = run
+    m = json.loads((out / "metrics.json").read_text())
+    s = m["summary"]
+    for key in ("env_steps", "episodes", "steps_run"):
+        assert type(s[key]) is int, (key, s[key])
+    assert s["steps_run"] == 1600 and s["start_chunk"] == 0
+    h = m["history"]
+    assert all(type(x) is int for x in h["env_steps"] + h["episodes"] + h["episodes_in_chunk"])
+
+
+def test_metrics_json_has_one_final_evaluation(run):
+    """The last chunk evaluated the final table: that is the final evaluation, not a second
+    one with other random numbers."""
+    out, stdout = run
+    m = json.loads((out / "metrics.json").read_text())
+    trained, h, s = m["final_evaluation"]["trained"], m["history"], m["summary"]
+    assert h["eval_return"][-1] is not None
+    assert trained["mean_return"] == h["eval_return"][-1] == s["eval_return"]
+    assert trained["mean_length"] == h["eval_length"][-1] == s["eval_length"]
+    assert trained["success_rate"] == h["eval_success"][-1] == s["eval_success"]
+    assert m["final_evaluation"]["source"] == "the last chunk's periodic evaluation"
+    assert f"  {'greedy mean return':<21}{trained['mean_return']:.4f}" in stdout

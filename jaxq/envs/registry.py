@@ -53,24 +53,35 @@ def _check_kwargs(env_id: str, factory: Callable, kwargs: dict[str, Any]) -> Non
         )
 
 
+def _unknown(env_id: str) -> ValueError:
+    known = registered_ids() + list(gymnax.registered_envs)
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return ValueError(
+        f"unknown env_id {env_id!r}.{hint} jaxq ids: {registered_ids()}; gymnax ids are "
+        "accepted too (gymnax.registered_envs)."
+    )
+
+
+def check_env(env_id: str, kwargs: dict[str, Any]) -> None:
+    """What ``make`` would refuse about the id and the keyword argument names, without
+    building anything (``TrainConfig`` calls it). Keyword values, and the keywords of
+    gymnax ids, are checked when the environment is made."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a str, got {type(env_id).__name__}")
+    if env_id in _REGISTRY:
+        _check_kwargs(env_id, _REGISTRY[env_id].factory, kwargs)
+    elif env_id not in gymnax.registered_envs:
+        raise _unknown(env_id)
+
+
 def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
     """``env, params = make(env_id, **kwargs)``: jaxq's ids first, then gymnax's.
 
     Raises ``ValueError`` for an unknown id (with close matches suggested) or an unknown
     keyword argument.
     """
-    if not isinstance(env_id, str):
-        raise TypeError(f"env_id must be a str, got {type(env_id).__name__}")
+    check_env(env_id, kwargs)
     if env_id in _REGISTRY:
-        factory = _REGISTRY[env_id].factory
-        _check_kwargs(env_id, factory, kwargs)
-        return factory(**kwargs)
-    if env_id in gymnax.registered_envs:
-        return gymnax.make(env_id, **kwargs)
-    known = registered_ids() + list(gymnax.registered_envs)
-    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(
-        f"unknown env_id {env_id!r}.{hint} jaxq ids: {registered_ids()}; gymnax ids are "
-        "accepted too (gymnax.registered_envs)."
-    )
+        return _REGISTRY[env_id].factory(**kwargs)
+    return gymnax.make(env_id, **kwargs)
