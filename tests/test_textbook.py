@@ -45,9 +45,19 @@ def test_maximization_bias_model_and_masks():
     assert env.has_action_mask and env.noisy_reward and env.action_space(params).n == 10
     valid = np.array([np.asarray(v) for v in env.valid_actions(jnp.int32(STATE_A), params)])
     assert valid.tolist() == [True, True] + [False] * 8
-    q = np.asarray(jaxq.value_iteration(jaxq.tabular_model(env, params), 1.0))
+    model = jaxq.tabular_model(env, params)
+    np.testing.assert_array_equal(np.asarray(model.valid[STATE_A]), valid)
+    q = np.asarray(jaxq.value_iteration(model, 1.0))
     assert q[STATE_A, RIGHT] == 0.0 and abs(q[STATE_A, LEFT] + 0.1) < 1e-6
+    # A's eight masked actions are -inf, not the 0 of the terminal they would reach
+    assert np.isneginf(q[STATE_A, 2:]).all()
     np.testing.assert_allclose(q[STATE_B], -0.1, atol=1e-6)
+    assert float(jaxq.start_value(model, q)) == 0.0
+    # a learned table holds q_init = 0.1 in the masked cells: they must not count
+    learned = np.where(valid, q[STATE_A], 0.1)[None].repeat(3, 0)
+    assert float(jaxq.start_value(model, learned)) == 0.0
+    pi = jaxq.model.greedy_policy(learned, model.valid)
+    assert float(jaxq.policy_start_value(model, pi, 1.0)) == 0.0
 
 
 def test_maximization_bias_rewards_are_normal():

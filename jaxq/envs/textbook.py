@@ -13,6 +13,15 @@ MDPs whose Q* is known in closed form, and how Sutton & Barto's examples are wri
   action 0 ends the episode with reward 1 and action 1 returns to state 0 with reward
   0.5. For gamma^2 > 1/2, V*(1) = 0.5 / (1 - gamma^2), V*(0) = gamma V*(1), and
   Q* = [[gamma V*(0), gamma V*(1)], [1, 0.5 + gamma V*(0)]]: every cell differs.
+* ``MaskedProbe-v0`` — a probe for action masks, where the masked action would be the
+  best one if it were allowed. Actions 0, 1 are valid in states 0 and 1, action 2 is
+  masked there (state 2 is the absorbing terminal; all its actions are valid). From
+  state 0: action 0 moves to state 1 with probability 0.8 and ends the episode with
+  probability 0.2 (reward 0); action 1 ends it with reward 1; masked action 2 would end
+  it with reward 10. From state 1: action 0 ends it with reward 2; action 1 returns to
+  state 0 (reward 0); masked action 2 would end it with reward 100. For gamma >= 0.625,
+  Q* = [[1.6 gamma, 1, -inf], [2, 1.6 gamma^2, -inf]] (V*(0) = 1.6 gamma, V*(1) = 2);
+  a model that ignored the mask would find V*(1) = 100 and V*(0) = 80 gamma.
 """
 
 from __future__ import annotations
@@ -139,6 +148,31 @@ def make_two_state_probe(max_steps: int | None = None):
                     env_id="TwoStateProbe-v0")
 
 
+MASKED_ACTION = 2
+
+
+def make_masked_probe(max_steps: int | None = None):
+    """The action-mask probe (see module doc): a masked action that would be the best."""
+    ns = np.array([[[1, 2], [2, 2], [2, 2]],
+                   [[2, 2], [0, 0], [2, 2]],
+                   [[2, 2], [2, 2], [2, 2]]])
+    prob = np.array([[[0.8, 0.2], [1, 0], [1, 0]]] + [[[1, 0]] * 3] * 2, np.float64)
+    reward = np.zeros((3, 3, 2))
+    reward[0, 1] = 1.0
+    reward[0, MASKED_ACTION] = 10.0
+    reward[1, 0] = 2.0
+    reward[1, MASKED_ACTION] = 100.0
+    term = np.ones((3, 3, 2), bool)
+    term[0, 0, 0] = False  # 0 -> 1
+    term[1, 1] = False  # 1 -> 0
+    valid = np.ones((3, 3), bool)
+    valid[:2, MASKED_ACTION] = False
+    return make_mdp(ns, prob, reward, term, 0, valid, max_steps=max_steps,
+                    env_id="MaskedProbe-v0")
+
+
 register("MaximizationBias-v0", make_maximization_bias,
          "Sutton & Barto Example 6.7: the maximization-bias MDP (A, B, N(-0.1, 1) rewards)")
 register("TwoStateProbe-v0", make_two_state_probe, "2-state probe MDP for exact checks")
+register("MaskedProbe-v0", make_masked_probe,
+         "probe MDP whose masked action would be the best if allowed (action-mask checks)")
