@@ -101,7 +101,9 @@ class GreedyEvaluator:
     then ``sum_s mu(s) sum_a pi(a|s) Q^pi(s, a)``), ``success`` (probability of a
     successful transition, e.g. reaching FrozenLake's goal, within the env's time limit:
     finite-horizon dynamic programming over ``horizon`` steps), and ``q_error`` /
-    ``q_error_eps`` (max|Q - Q*| and max|Q - Q*_eps|).
+    ``q_error_eps`` (max|Q - Q*| and max|Q - Q*_eps|). Action masks are honoured: greedy
+    policies pick valid actions only, and the errors skip the masked cells (-inf in Q*
+    and Q*_eps, while a learned Q keeps its initial value there).
     """
 
     def __init__(self, env, params, gamma: float, epsilon: float = EPSILON,
@@ -125,25 +127,29 @@ class GreedyEvaluator:
         self._p_success = jnp.sum(m.prob * succ, axis=-1)  # [S, A]
         self._cont = m.prob * (~m.terminated)  # undiscounted continuation [S, A, K]
         self.q_star_eps = self._eps_fixed_point()
-        self.success_star = float(self._success(greedy_policy(self.q_star)))
+        self.success_star = float(self._success(greedy_policy(self.q_star, m.valid)))
         self.metrics = jax.jit(self._metrics)
         self.batch = jax.jit(jax.vmap(self._metrics))
 
     def _eps_fixed_point(self, sweeps: int = 4000):
         """Q*_eps: value iteration with the eps-greedy backup (the fixed point of SARSA
-        and Expected SARSA under a constant eps)."""
+        and Expected SARSA under a constant eps), over valid actions; -inf where masked."""
         import jax
         import jax.numpy as jnp
 
         m, eps = self.model, self.epsilon
         r = m.expected_reward()
         cont = m.prob * self.gamma * (~m.terminated)
+        valid = m.valid_mask()
+        n_valid = jnp.sum(valid, axis=1)
 
         def sweep(_, q):
-            v = (1 - eps) * jnp.max(q, axis=1) + eps * jnp.mean(q, axis=1)
+            v = ((1 - eps) * jnp.max(jnp.where(valid, q, -jnp.inf), axis=1)
+                 + eps * jnp.sum(jnp.where(valid, q, 0.0), axis=1) / n_valid)
             return r + jnp.sum(cont * v[m.next_state], axis=-1)
 
-        return jax.jit(lambda: jax.lax.fori_loop(0, sweeps, sweep, jnp.zeros_like(r)))()
+        q = jax.jit(lambda: jax.lax.fori_loop(0, sweeps, sweep, jnp.zeros_like(r)))()
+        return jnp.where(valid, q, -jnp.inf)
 
     def _success(self, pi):
         import jax
@@ -164,11 +170,14 @@ class GreedyEvaluator:
 
         import jaxq
 
-        pi = greedy_policy(q)
+        pi = greedy_policy(q, self.model.valid)
         value = jaxq.policy_start_value(self.model, pi, self.gamma, tol=VALUE_TOL)
+
+        def error(target):  # over the valid cells: masked ones are -inf in the target
+            return jnp.max(jnp.where(jnp.isfinite(target), jnp.abs(q - target), 0.0))
+
         return {"value": value, "success": self._success(pi),
-                "q_error": jnp.max(jnp.abs(q - self.q_star)),
-                "q_error_eps": jnp.max(jnp.abs(q - self.q_star_eps))}
+                "q_error": error(self.q_star), "q_error_eps": error(self.q_star_eps)}
 
 
 # ---------------------------------------------------------------------------------------
