@@ -145,3 +145,23 @@ def test_training_never_takes_the_masked_action_and_learns_q_star(model):
     live[2] = False  # the terminal state is never acted in
     np.testing.assert_allclose(q[live], q_star[live], atol=0.02)
     assert float(jaxq.start_value(model, q)) == pytest.approx(1.6 * g, abs=0.02)
+
+
+def test_convergence_evaluator_honours_the_mask():
+    """experiments/convergence.py's exact metrics on a masked env: a learned table whose
+    masked cells hold a large initial value is judged on its valid cells and its masked
+    greedy policy (it would be an error or q_error = inf otherwise)."""
+    import experiment_modules
+
+    convergence = experiment_modules.load("convergence")
+    env, params = jaxq.make("MaskedProbe-v0", max_steps=20)
+    ev = convergence.GreedyEvaluator(env, params, 0.9, epsilon=0.1)
+    for target in (ev.q_star, ev.q_star_eps):
+        np.testing.assert_array_equal(np.isneginf(np.asarray(target)), ~VALID)
+    assert ev.v_star == pytest.approx(1.44, rel=1e-5)
+    learned = np.where(VALID, np.asarray(ev.q_star), 50.0).astype(np.float32)
+    learned[0, 1] += 0.25  # now below Q*(0, 0) by 0.19: still greedy on action 0
+    m = jax.device_get(ev.metrics(learned))
+    assert float(m["q_error"]) == pytest.approx(0.25)
+    assert float(m["value"]) == pytest.approx(1.44, rel=1e-4)
+    assert np.isfinite(float(m["q_error_eps"]))
