@@ -308,8 +308,9 @@ def _check_devices(config: TrainConfig) -> None:
 
 
 def _check_out(out: str, resume: bool, overwrite: bool) -> list[str]:
-    """Refuse an --out that cannot be written or that holds another run (unless --resume
-    or --overwrite), writing nothing; returns the run files found there."""
+    """Refuse an --out that cannot be written, or that holds another run unless --resume
+    continues it (its checkpoint) or --overwrite replaces it; writes nothing. Returns the
+    run files found there."""
     path = os.path.abspath(out)
     if os.path.exists(path):
         if not os.path.isdir(path):
@@ -317,10 +318,13 @@ def _check_out(out: str, resume: bool, overwrite: bool) -> list[str]:
         if not os.access(path, os.W_OK | os.X_OK):
             raise CliError(f"--out {out!r}: permission denied (the directory is not writable)")
         found = [f for f in RUN_FILES if os.path.exists(os.path.join(path, f))]
-        if found and not resume and not overwrite:
-            raise CliError(
-                f"--out {out!r} already holds a run ({', '.join(found)}); pass --resume to "
-                "continue it, a new --out, or --overwrite to replace it")
+        if found and not overwrite and not (resume and CHECKPOINT in found):
+            held = f"--out {out!r} already holds a run ({', '.join(found)})"
+            if resume:
+                raise CliError(f"{held} but no {CHECKPOINT} to resume from; pass a new --out, "
+                               "or --overwrite to replace it")
+            raise CliError(f"{held}; pass --resume to continue it, a new --out, or "
+                           "--overwrite to replace it")
         return found
     parent = os.path.dirname(path)
     while not os.path.exists(parent):
@@ -430,11 +434,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def start_run() -> None:
         """Everything checked: create --out, clear a replaced run, write config.json."""
+        if distributed:  # every process has checked --out before process 0 writes there
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("jaxq: --out checked")
         if not writer:
             return
         try:
             os.makedirs(out, exist_ok=True)
-            if found and not resuming:  # --overwrite (or --resume without a checkpoint)
+            if found and not resuming:  # --overwrite
                 for name in found:
                     os.remove(os.path.join(out, name))
                 print(f"{PROG}: overwriting the run in {out} ({', '.join(found)})",

@@ -64,7 +64,8 @@ def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int 
         raise TypeError(f"q must be a float array, got dtype {q.dtype}")
     check_finite("q", q, env, params)
     key = jax.random.key(0) if key is None else key
-    ev = _rollouts(venv, params, q.astype(jnp.float32), key, int(min(max_steps, time_limit(params))))
+    cap = int(min(max_steps, time_limit(params)))
+    ev = _rollouts(venv, params, q.astype(jnp.float32), key, cap)
     return Evaluation(*(float(x) for x in jax.device_get(ev)))
 
 

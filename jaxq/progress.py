@@ -27,9 +27,9 @@ class Progress:
         self.desc, self.num_chunks, self.chunk_steps = desc, num_chunks, chunk_steps
         self.start = start_chunk
         self.stream = sys.stderr if stream is None else stream
-        if tty is None:
+        if tty is None:  # a terminal, or a notebook (tqdm draws a widget there)
             isatty = getattr(self.stream, "isatty", None)
-            tty = bool(isatty and isatty())
+            tty = bool(isatty and isatty()) or "ipykernel" in sys.modules
         self.tty = tty
         self.run_s = 0.0
         self._bar = None

@@ -161,7 +161,11 @@ def test_out_holding_another_run_is_refused(tmp_path, capsys):
     err = _error(capsys, ["train", *TINY, "--out", str(tmp_path), "--no-progress"])
     assert "already holds a run (config.json, q.npy)" in err
     assert "--resume" in err and "new --out" in err and "--overwrite" in err
+    # --resume continues a checkpoint; without one it must not start over on the old run
+    err = _error(capsys, ["train", *TINY, "--out", str(tmp_path), "--no-progress", "--resume"])
+    assert "no checkpoint.npz to resume from" in err and "--overwrite" in err
     assert (tmp_path / "config.json").read_text() == '{"the": "other run"}'
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "q.npy"]
 
 
 class _Started(Exception):
