@@ -139,7 +139,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     args = parse_args(argv)
     args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log)
+    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log,
+                                   home=Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":

@@ -483,7 +483,8 @@ def render_markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     args = parse_args(argv)
     args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log)
+    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log,
+                                   home=Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent  # results and BENCHMARKS.md live beside this script
+sys.path.insert(0, str(HERE))
 from jaxq import benchlib  # noqa: E402
 
 # section name -> (results directory under <root>/results, module with render_markdown)
@@ -116,7 +117,7 @@ def results_path(name: str, root: Path | str) -> Path:
     return benchlib.results_dir(root, SECTIONS[name][0]) / "results.json"
 
 
-def render_text(text: str, root: Path | str = benchlib.EXPERIMENTS_DIR,
+def render_text(text: str, root: Path | str = HERE,
                 only: list[str] | None = None,
                 log: Callable[[str], None] = print) -> tuple[str, list[str], dict[str, str]]:
     """``text`` (a BENCHMARKS.md) with the section of every stored results file rendered.
@@ -142,7 +143,7 @@ def render_text(text: str, root: Path | str = benchlib.EXPERIMENTS_DIR,
     return text, done, errors
 
 
-def render(root: Path | str = benchlib.EXPERIMENTS_DIR, path: Path | str | None = None,
+def render(root: Path | str = HERE, path: Path | str | None = None,
            only: list[str] | None = None, check: bool = False,
            log: Callable[[str], None] = print) -> dict[str, Any]:
     """Render ``<root>/BENCHMARKS.md`` (or ``path``) in place. With ``check``, write
@@ -164,7 +165,7 @@ def render(root: Path | str = benchlib.EXPERIMENTS_DIR, path: Path | str | None 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", "--out", dest="root", type=Path, default=benchlib.EXPERIMENTS_DIR,
+    p.add_argument("--root", "--out", dest="root", type=Path, default=HERE,
                    help="where results/ is and BENCHMARKS.md goes (default: experiments/)")
     p.add_argument("--output", type=Path, default=None,
                    help="the markdown file (default: <root>/BENCHMARKS.md)")

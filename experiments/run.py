@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # the default root: results go beside this script
 sys.path.insert(0, str(HERE))
 from jaxq import benchlib  # noqa: E402
 
@@ -199,14 +199,14 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> i
     if args.experiment == "render":
         import render
 
-        root = args.out or benchlib.EXPERIMENTS_DIR
+        root = args.out or HERE
         return render.main(["--root", str(root)] + extra, log=log)
     if args.out is not None:
         root = Path(args.out)
     elif args.quick:
         root = Path(tempfile.mkdtemp(prefix="jaxq-experiments-quick-"))
     else:
-        root = benchlib.EXPERIMENTS_DIR
+        root = HERE
     log(f"results root: {root}")
     if args.experiment == "all":
         status = run_all(root, args.quick, args.full, args.profile, log)

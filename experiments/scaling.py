@@ -893,7 +893,8 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> d
         return result
     args.argv = argv
     return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   lambda r, d: list(make_plots(r, d).values()), log)
+                                   lambda r, d: list(make_plots(r, d).values()), log,
+                                   home=Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ from jaxq import benchlib  # noqa: E402
 
 EXPERIMENT = "sutton_barto"
 SCHEMA_VERSION = 1
-DEFAULT_OUT = benchlib.EXPERIMENTS_DIR / "results" / EXPERIMENT
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / EXPERIMENT  # beside this script
 DEFAULT_SEEDS = 1000
 QUICK_SEEDS = 32
 TIE_KEY_OFFSET = 1_000_003

@@ -348,7 +348,8 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> d
     args = parse_args(argv)
     args.argv = argv
     return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   lambda r, d: [make_plot(r, d)], log)
+                                   lambda r, d: [make_plot(r, d)], log,
+                                   home=Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":

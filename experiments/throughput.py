@@ -683,7 +683,8 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> d
     args = parse_args(argv)
     args.argv = argv
     return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   make_plots, log)
+                                   make_plots, log,
+                                   home=Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":

@@ -785,7 +785,8 @@ def main(argv: list[str] | None = None, log: Log = print) -> dict[str, Any]:
     args = parse_args(argv)
     args.argv = argv
     return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   lambda r, d: [make_plot(r, d)], log)
+                                   lambda r, d: [make_plot(r, d)], log,
+                                   home=Path(__file__).resolve().parent)
 
 
 if __name__ == "__main__":

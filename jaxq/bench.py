@@ -40,7 +40,8 @@ same three learners) is its own experiment, ``experiments/time_to_solution.py``,
 imports the learners from here.
 
 Writes ``<out>/results/bench/results.json`` (plus an archived copy) and the ``bench``
-section of ``<out>/BENCHMARKS.md`` (``<out>`` defaults to the checkout's ``experiments/``).
+section of ``<out>/BENCHMARKS.md`` (``<out>`` defaults to the current directory;
+``experiments/run.py bench`` passes ``experiments/``).
 
     jaxq bench                                  # the default run (a few minutes on CPU)
     jaxq bench --quick                          # seconds; into a temp dir unless --out
@@ -890,7 +891,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
+                   help="root for results/ and BENCHMARKS.md (default: the current directory)")
     p.add_argument("--markdown-only", action="store_true",
                    help="only re-render BENCHMARKS.md from <out>/results/bench/results.json")
     p.add_argument("--no-markdown", action="store_true", help="write the JSON only")

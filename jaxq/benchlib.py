@@ -10,7 +10,10 @@ different scripts and machines read alike:
   and takes the median; ``time_scaled`` also picks an iteration count so that one run
   takes about ``target_s`` (for loops whose trip count is a runtime argument).
 * ``write_results``: ``<root>/results/<experiment>/results.json`` plus an archived copy
-  ``<root>/results/<experiment>/<device>-<date>.json``.
+  ``<root>/results/<experiment>/<device>-<date>.json``. The root is always the caller's
+  choice (``--out``; a script's own folder; else the current directory), never derived
+  from where jaxq is installed: a script run from a second checkout (or any copy) writes
+  beside itself, not into the tree jaxq was installed from.
 * ``write_section``: (re)writes one named section of ``BENCHMARKS.md`` between
   ``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers, creating the file if missing
   and leaving everything outside the markers byte-for-byte untouched. Scripts render the
@@ -34,11 +37,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-# a source checkout's experiments/ (results and BENCHMARKS.md live there); an installed
-# jaxq without the checkout writes under ./jaxq-experiments instead
-_CHECKOUT_EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-EXPERIMENTS_DIR = (_CHECKOUT_EXPERIMENTS if _CHECKOUT_EXPERIMENTS.is_dir()
-                   else Path.cwd() / "jaxq-experiments")
 MARKDOWN_NAME = "BENCHMARKS.md"
 MARKDOWN_HEADER = (
     "# jaxq benchmarks\n\n"
@@ -300,6 +298,13 @@ def finite_json(obj: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # results files
 # ---------------------------------------------------------------------------------------
+def default_root(home: Path | str | None = None) -> Path:
+    """Where results go without ``--out``: ``home`` (an experiment script passes its own
+    folder, ``Path(__file__).resolve().parent``), else the current directory. Never the
+    installed package's location."""
+    return Path(home) if home is not None else Path.cwd()
+
+
 def results_dir(root: Path | str, experiment: str) -> Path:
     return Path(root) / "results" / experiment
 
@@ -312,7 +317,7 @@ def archive_name(results: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], experiment: str,
-                  root: Path | str = EXPERIMENTS_DIR) -> tuple[Path, Path]:
+                  root: Path | str) -> tuple[Path, Path]:
     """Write ``results`` (which must carry ``info`` from ``system_info``) to
     ``<root>/results/<experiment>/results.json`` and an archived copy beside it.
     Returns both paths."""
@@ -328,8 +333,11 @@ def write_results(results: dict[str, Any], experiment: str,
     return latest, archived
 
 
-def read_results(experiment: str, root: Path | str = EXPERIMENTS_DIR,
+def read_results(experiment: str, root: Path | str | None = None,
                  path: Path | str | None = None) -> dict[str, Any]:
+    """``<root>/results/<experiment>/results.json`` (or ``path``); ``root`` defaults to
+    the current directory."""
+    root = default_root(root)
     path = Path(path) if path is not None else results_dir(root, experiment) / "results.json"
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -362,9 +370,9 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 
 def write_section(name: str, body: str, path: Path | str | None = None) -> Path:
-    """(Re)write section ``name`` of ``BENCHMARKS.md`` (default: ``experiments/``),
-    creating the file with a short header if it is missing."""
-    path = Path(path) if path is not None else EXPERIMENTS_DIR / MARKDOWN_NAME
+    """(Re)write section ``name`` of ``path`` (default: ``./BENCHMARKS.md``), creating
+    the file with a short header if it is missing."""
+    path = Path(path) if path is not None else default_root() / MARKDOWN_NAME
     text = path.read_text(encoding="utf-8") if path.exists() else MARKDOWN_HEADER
     new = replace_section(text, name, body)
     if new != text or not path.exists():
@@ -406,9 +414,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]],
 def run_experiment(args: Any, experiment: str, run: Callable[[Any, Callable], dict[str, Any]],
                    render: Callable[[dict[str, Any]], str],
                    plots: Callable[[dict[str, Any], Path], Sequence[Path]] | None = None,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   log: Callable[[str], None] = print,
+                   home: Path | str | None = None) -> dict[str, Any]:
     """The flow every experiment script shares: pick the root (``--out``; a temp dir for
-    ``--quick``; else ``experiments/``), then either re-render from the stored results
+    ``--quick``; else ``home``, the calling script's own folder, or the current directory
+    without one, as for ``jaxq bench``), then either re-render from the stored results
     (``--markdown-only``, plots included) or ``run`` the experiment, write its results
     and plots and (unless ``--no-markdown``) its BENCHMARKS.md section."""
     if getattr(args, "out", None) is not None:
@@ -416,7 +426,7 @@ def run_experiment(args: Any, experiment: str, run: Callable[[Any, Callable], di
     elif getattr(args, "quick", False) and not args.markdown_only:
         root = Path(tempfile.mkdtemp(prefix=f"jaxq-{experiment}-quick-"))
     else:
-        root = EXPERIMENTS_DIR
+        root = default_root(home)
 
     def section(results: dict[str, Any]) -> None:
         log(f"wrote {write_section(experiment, render(results), root / MARKDOWN_NAME)}")
