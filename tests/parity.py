@@ -74,3 +74,33 @@ def assert_step_matches_model(env, params, model, pairs, n: int = 20_000, seed: 
         f_exp *= f_obs.sum() / f_exp.sum()
         p = stats.chisquare(f_obs, f_exp).pvalue
         assert p > min_pvalue, f"(s={s}, a={a}) chi-square p={p:.2e}: {dict(observed)} vs {dict(expected)}"
+
+
+def gymnasium_q_star(gym_env, gamma: float, tol: float = 1e-12,
+                     max_iters: int = 100_000) -> np.ndarray:
+    """Independent ground truth: Q* by value iteration in float64 on Gymnasium's own
+    ``P`` (no jaxq code involved), to ``max|Q_k+1 - Q_k| < tol``."""
+    p, r, pt = gymnasium_dense(gym_env)
+    cont = gamma * (p - pt)  # no bootstrap after a terminating transition
+    q = np.zeros_like(r)
+    for _ in range(max_iters):
+        new = r + cont @ q.max(1)
+        if np.abs(new - q).max() < tol:
+            return new
+        q = new
+    raise AssertionError(f"value iteration did not reach tol={tol} in {max_iters} sweeps")
+
+
+def gymnasium_policy_value(gym_env, policy, gamma: float) -> np.ndarray:
+    """V^pi for a deterministic ``policy[s]`` on Gymnasium's ``P``, by a linear solve
+    (gamma = 1 is fine for a policy that ends every episode)."""
+    p, r, pt = gymnasium_dense(gym_env)
+    S = len(policy)
+    rows = np.arange(S)
+    cont = gamma * (p - pt)[rows, policy]
+    return np.linalg.solve(np.eye(S) - cont, r[rows, policy])
+
+
+def gymnasium_start_value(gym_env, v) -> float:
+    """The expected value of ``v`` under Gymnasium's initial state distribution."""
+    return float(np.asarray(gym_env.unwrapped.initial_state_distrib, np.float64) @ v)

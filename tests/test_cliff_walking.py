@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 import jaxq
 from jaxq.envs.base import INT32_MAX
 from jaxq.envs.cliff_walking import DOWN, GOAL, LEFT, RIGHT, START, UP
-from parity import assert_model_equals_gymnasium, assert_step_matches_model
+from parity import (assert_model_equals_gymnasium, assert_step_matches_model, gymnasium_q_star,
+                    gymnasium_start_value)
 from test_taxi import rollout  # shared scan over env.step (belongs in parity.py)
 
 # Gymnasium >= 1.2 deprecates CliffWalking-v0 and adds is_slippery.
@@ -104,7 +105,10 @@ def test_optimal_value_from_start():
     q = jaxq.value_iteration(m, 0.99, tol=1e-7)
     v = float(jaxq.start_value(m, q))
     assert v == pytest.approx(-(1 - 0.99**13) / (1 - 0.99), abs=1e-4)  # the 13-step path
-    assert v == pytest.approx(-12.2479, abs=1e-4)
+    g = gym.make(GYM_ID)
+    q_gym = gymnasium_q_star(g, 0.99)  # value iteration on Gymnasium's own P
+    np.testing.assert_allclose(np.asarray(q), q_gym, atol=1e-4)
+    assert v == pytest.approx(gymnasium_start_value(g, q_gym.max(1)), abs=1e-4)
     assert int(jnp.argmax(q[START])) == UP  # RIGHT would fall
 
 

@@ -1,12 +1,14 @@
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import jaxq
 from jaxq.envs.frozen_lake import generate_random_map
-from parity import assert_model_equals_gymnasium, assert_step_matches_model
+from parity import (assert_model_equals_gymnasium, assert_step_matches_model, gymnasium_q_star,
+                    gymnasium_start_value)
 
 
 @pytest.mark.parametrize("map_name", ["4x4", "8x8"])
@@ -66,13 +68,19 @@ def test_goal_terminates_with_reward_and_resets():
     assert int(info["final_observation"]) == 15 and int(obs) == 0 and bool(info["success"])
 
 
-def test_optimal_values_match_known():
-    env, params = jaxq.make("FrozenLake-v1")
+@pytest.mark.parametrize("env_id, gym_kwargs", [("FrozenLake-v1", {}),
+                                               ("FrozenLake8x8-v1", {"map_name": "8x8"})])
+def test_optimal_values_match_value_iteration_on_gymnasium(env_id, gym_kwargs):
+    """Q* and V*(start) equal float64 value iteration on Gymnasium's own P."""
+    env, params = jaxq.make(env_id)
     m = jaxq.tabular_model(env, params)
-    assert abs(float(jaxq.start_value(m, jaxq.value_iteration(m, 0.99, tol=1e-8))) - 0.5420) < 1e-3
-    env, params = jaxq.make("FrozenLake8x8-v1")
-    m = jaxq.tabular_model(env, params)
-    assert abs(float(jaxq.start_value(m, jaxq.value_iteration(m, 0.99, tol=1e-8))) - 0.4146) < 1e-3
+    q = jaxq.value_iteration(m, 0.99, tol=1e-8)
+    g = gym.make("FrozenLake-v1", **gym_kwargs)
+    q_gym = gymnasium_q_star(g, 0.99)
+    np.testing.assert_allclose(np.asarray(q), q_gym, atol=1e-5)
+    v_start = gymnasium_start_value(g, q_gym.max(1))
+    assert 0.3 < v_start < 0.6  # a slippery lake: far from certain success
+    assert float(jaxq.start_value(m, q)) == pytest.approx(v_start, abs=1e-5)
 
 
 def _reachable(desc):

@@ -10,7 +10,7 @@ import pytest
 import jaxq
 from jaxq.config import TrainConfig
 from jaxq.explore import epsilon_greedy_probs, rows_to_columns
-from jaxq.training import build_learner, host_metrics, make_train, train
+from jaxq.training import build_learner, make_train, train
 
 ALGOS = ["q_learning", "sarsa", "expected_sarsa", "double_q"]
 
@@ -182,17 +182,6 @@ def test_same_seed_same_table_bit_for_bit():
     assert a.tobytes() == b.tobytes()
 
 
-def test_counters_are_exact_past_2_31():
-    cfg = TrainConfig(num_envs=2**20, total_steps=2**33, num_chunks=4096)
-    plan = cfg.plan()
-    assert plan["env_steps"] == 2**33
-    raw = {k: np.ones(3, np.float32) for k in ("return_sum", "abs_td_sum", "q_error",
-                                                "eval_return", "eval_success", "eval_length")}
-    raw.update({k: np.ones(3, np.int32) for k in ("episodes", "length_sum", "successes", "td_count")})
-    m = host_metrics(raw, 4093, cfg)
-    assert m["env_steps"].dtype == np.int64 and int(m["env_steps"][-1]) == 2**33
-
-
 def test_train_result_and_periodic_evaluation(frozen_q_star):
     _, q_star = frozen_q_star
     cfg = TrainConfig(num_envs=1024, total_steps=4_000_000, num_chunks=8, eval_every=4,
@@ -202,7 +191,6 @@ def test_train_result_and_periodic_evaluation(frozen_q_star):
     assert r.q.shape == (16, 4) and r.q.dtype == np.float32
     assert list(np.isnan(m["eval_return"])) == [True, True, True, False] * 2
     assert m["env_steps"][-1] == cfg.plan()["env_steps"]
-    assert r.timings["compile_s"] > 0 and r.timings["steps_per_s"] > 0
     s = r.summary()
     assert s["eval_success"] > 0.68  # optimum 0.740 within 100 steps
     assert 0.0 <= s["success_rate"] <= 1.0 and s["q_error"] < 0.2
