@@ -1,11 +1,21 @@
 # Two commands for a newcomer: `make run` trains and prints results, `make test` passes the
 # tests. Both create .venv on first use and install what they need into it.
+#
+# make test      the library's tests (tests/, 1 device) and the device-parallel strategies
+#                (tests/multidevice, 8 forced CPU devices): two pytest sessions, run side by
+#                side (each is mostly single-threaded XLA compiles; a 2-core machine overlaps
+#                them). Target: <= 8 minutes on the 2-core CI machine.
+# make test-all  make test, then the experiment scripts' smoke runs (tests/experiments:
+#                every experiments/*.py --quick in process, its results schema, plots and
+#                BENCHMARKS.md section, and the baselines they compare against), about 10
+#                more minutes on 2 cores. CI (.ci/run, 90 minutes) runs test-all.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: run test bench env-bench venv clean
+.PHONY: run test test-1dev test-8dev test-experiments test-all bench env-bench venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,9 +28,28 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m jaxq train --env FrozenLake8x8-v1 --out runs/frozenlake8x8
 
+# The 8-device session runs in the background (its report is printed when both are done);
+# the 1-device session reports as it goes. Either failing fails `make test`.
 test: $(STAMP)
-	$(PY) -m pytest -q
-	JAXQ_MULTIDEVICE=1 $(PY) -m pytest -q tests/multidevice
+	@log=$$(mktemp); \
+	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice >$$log 2>&1 & multi=$$!; \
+	$(PYTEST); one=$$?; \
+	wait $$multi; eight=$$?; \
+	echo "== tests/multidevice (8 forced CPU devices)"; cat $$log; rm -f $$log; \
+	test $$one -eq 0 && test $$eight -eq 0
+
+# the two sessions of `make test` one after the other (for timing either alone)
+test-1dev: $(STAMP)
+	$(PYTEST)
+
+test-8dev: $(STAMP)
+	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice
+
+test-experiments: $(STAMP)
+	JAXQ_EXPERIMENTS=1 $(PYTEST) tests/experiments
+
+test-all: test
+	$(MAKE) --no-print-directory test-experiments
 
 bench: $(STAMP)
 	$(PY) experiments/run.py all

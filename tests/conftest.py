@@ -1,6 +1,16 @@
-"""The multi-device tests need XLA_FLAGS set before JAX starts, so they run as a second
-pytest session (``make test`` does both); a plain ``pytest`` here skips them."""
+"""Two folders are left out of a plain ``pytest`` (``make test``):
+
+* ``multidevice/`` needs XLA_FLAGS set before JAX starts, so it runs as a second pytest
+  session with ``JAXQ_MULTIDEVICE=1`` (``make test`` does both);
+* ``experiments/`` runs the experiment scripts of ``experiments/`` (``--quick`` smoke
+  runs, their results files, plots and BENCHMARKS.md sections, and the baselines they
+  compare against): ``JAXQ_EXPERIMENTS=1 pytest tests/experiments`` (``make test-all``).
+"""
 
 import os
 
-collect_ignore = [] if os.environ.get("JAXQ_MULTIDEVICE") else ["multidevice"]
+collect_ignore = []
+if not os.environ.get("JAXQ_MULTIDEVICE"):
+    collect_ignore.append("multidevice")
+if not os.environ.get("JAXQ_EXPERIMENTS"):
+    collect_ignore.append("experiments")

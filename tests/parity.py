@@ -104,3 +104,19 @@ def gymnasium_policy_value(gym_env, policy, gamma: float) -> np.ndarray:
 def gymnasium_start_value(gym_env, v) -> float:
     """The expected value of ``v`` under Gymnasium's initial state distribution."""
     return float(np.asarray(gym_env.unwrapped.initial_state_distrib, np.float64) @ v)
+
+
+def gymnasium_success_within(gym_env, policy, horizon: int) -> float:
+    """The probability that deterministic ``policy[s]`` ends an episode with a positive
+    reward within ``horizon`` steps (a time limit), from Gymnasium's initial
+    distribution, by dynamic programming on Gymnasium's ``P``."""
+    P = gym_env.unwrapped.P
+    S = len(P)
+    win = np.zeros(S)  # P(success within k steps from s), k = 0
+    for _ in range(horizon):
+        new = np.zeros(S)
+        for s in range(S):
+            for prob, ns, rew, term in P[s][int(policy[s])]:
+                new[s] += prob * ((rew > 0) if term else win[ns])
+        win = new
+    return gymnasium_start_value(gym_env, win)

@@ -67,22 +67,3 @@ def test_bad_setting_is_a_clear_error(monkeypatch):
         cpu_threefry.configure_from_env()
     with pytest.raises(ValueError, match="lowering must be one of"):
         cpu_threefry.set_cpu_threefry("loop")
-
-
-def test_the_experiment_runs_and_finds_equal_tables(tmp_path):
-    """experiments/cpu_threefry.py --quick: every lowering compiled and timed, the tables
-    equal, the section rendered (what README's threefry figures come from)."""
-    import json
-
-    import experiment_modules
-
-    exp = experiment_modules.load("cpu_threefry")
-    exp.main(["--quick", "--out", str(tmp_path)], log=lambda *_: None)
-    stored = json.loads((tmp_path / "results" / "cpu_threefry" / "results.json").read_text())
-    assert {r["case"] for r in stored["records"]} == set(exp.CASES)
-    for r in stored["records"]:
-        assert r["same_table"] and r["speedup"]["rolled"] == 1.0
-        assert all(r["median"][k] > 0 for k in exp.LOWERINGS)
-    # the experiment leaves jaxq's choice in place: one key unrolled, batched keys rolled
-    assert "while" not in _bits((4,))[1] and "while" in _batched_bits(8)[1]
-    assert "same table" in (tmp_path / "BENCHMARKS.md").read_text()

