@@ -13,6 +13,12 @@ mesh its per-cell sums are what devices all-reduce; a sparse path touches only t
 updated cells, keeping scratch accumulators zeroed between steps, so that a 16.7M-state
 table costs O(N) per step and not O(S * A).
 
+Replicas of one table (strategies ``replicated`` and ``async``) must stay bit-identical,
+but a scatter-add of duplicate indices sums in whatever order the hardware runs it (GPU
+atomics differ from device to device and from run to run). So on a mesh each cell's
+update is computed once, by the device that owns the cell, and every device then writes
+that one result (``strategies.ReplicatedTable.apply``).
+
 Learning rates may be per cell: ``visits`` counts the batched updates each cell has
 received and ``lr = visits^-w`` (0.5 < w <= 1 meets the Robbins-Monro conditions).
 """

@@ -161,16 +161,29 @@ def expectation(probs: Columns, cols: Columns) -> jax.Array:
 def make_schedule(kind: str, start, end, steps: int) -> Schedule:
     """A schedule as a plain function of the update-step count, from ``start`` to ``end``
     over ``steps`` steps (then constant). ``start``/``end`` may be traced arrays, so the
-    training function can be ``vmap``-ed over them."""
+    training function can be ``vmap``-ed over them, and any of them may be 0: no
+    schedule divides by ``start`` (optax's cosine takes ``end / start`` as its ``alpha``,
+    which is NaN at a start of 0 and would silently turn epsilon-greedy into greedy).
+
+    * ``linear``: optax's, as it is.
+    * ``cosine``: ``end + (start - end) * c(t)``, ``c`` optax's cosine decay from 1 to 0.
+    * ``exponential``: the geometric interpolation ``start^(1 - f) * end^f``,
+      ``f = min(t / steps, 1)``; with a zero endpoint it is 0 strictly between the ends
+      (the limit of the curve), never NaN. ``TrainConfig`` refuses zero endpoints for it.
+    """
+    steps = max(int(steps), 1)
     if kind == "constant":
         return optax.constant_schedule(start)
     if kind == "linear":
-        return optax.linear_schedule(start, end, max(int(steps), 1))
+        return optax.linear_schedule(start, end, steps)
     if kind == "cosine":
-        return optax.cosine_decay_schedule(start, max(int(steps), 1), alpha=end / start)
+        shape = optax.cosine_decay_schedule(1.0, steps, alpha=0.0)
+        return lambda t: end + (start - end) * shape(t)
     if kind == "exponential":
         # optax.exponential_decay branches in Python on decay_rate, which cannot be a
-        # traced hyperparameter; this is the same curve, start * (end/start)^(t/steps).
-        steps = max(int(steps), 1)
-        return lambda t: start * jnp.power(end / start, jnp.minimum(t / steps, 1.0))
+        # traced hyperparameter; this is the same curve, written without a division.
+        def exponential(t):
+            f = jnp.minimum(jnp.asarray(t, jnp.float32) / steps, 1.0)
+            return jnp.power(start, 1.0 - f) * jnp.power(end, f)
+        return exponential
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")

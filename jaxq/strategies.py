@@ -20,9 +20,12 @@ reads and writes reach the table:
   refreshed every ``sync_every`` steps (Mnih et al. 2016's bounded staleness); updates
   reach the live table at once.
 
-With ``sync_every = k > 1``, ``replicated`` and ``sharded`` buffer k steps of TD errors
-and apply their combined per-cell mean every k steps, so the table is at most k steps
-stale between synchronisations.
+With ``sync_every = k > 1``, ``replicated`` and ``sharded`` buffer blocks of k steps of TD
+errors (computed on the table as of the block's start) and apply each block's combined
+per-cell mean when it ends, so the table is at most k steps stale. Blocks count from the
+start of each chunk and a chunk's last block is applied when the chunk ends: if k does not
+divide the chunk's steps, that block is shorter (less stale), and a k larger than a chunk
+means one block per chunk. No TD error a step computes is ever dropped.
 
 All of it runs inside ``jax.shard_map`` over a one-axis mesh (axis ``"d"``) of every
 device JAX sees by default, including every process's devices after
@@ -79,6 +82,10 @@ class LocalTable:
         self.S_local = num_states
         self.dense = aggregate.use_dense(num_tables * num_states * num_actions, updates_per_step)
 
+    def needs_scratch(self, aggregation: str) -> bool:
+        """Whether the update path keeps zeroed per-cell accumulators between steps."""
+        return aggregation == "mean" and not self.dense
+
     @property
     def cells(self) -> int:
         return self.T * self.S_local * self.A
@@ -110,8 +117,13 @@ class LocalTable:
             q, visits = aggregate.apply_sums(q, acc, cnt, lr, aggregation, visits, visit_power)
             return q, scratch, visits
         t, s, a, td, mask = self.gather_updates(t, s, a, td, mask)
-        return aggregate.apply_updates(q, self.local_index(t, s, a, mask), td, lr, aggregation,
-                                       False, scratch, visits, visit_power)
+        return self.apply_gathered(q, scratch, visits, self.local_index(t, s, a, mask), td, lr,
+                                   aggregation, visit_power)
+
+    def apply_gathered(self, q, scratch, visits, idx, td, lr, aggregation, visit_power):
+        """Apply every device's entries (flat cells ``idx``, out of range = none)."""
+        return aggregate.apply_updates(q, idx, td, lr, aggregation, False, scratch, visits,
+                                       visit_power)
 
     def psum(self, x):
         return x
@@ -119,7 +131,33 @@ class LocalTable:
 
 class ReplicatedTable(LocalTable):
     """Every device holds the whole table and applies the same combined update: per-cell
-    sums all-reduced (small tables) or all devices' entries all-gathered (large ones)."""
+    sums all-reduced (small tables) or all devices' entries all-gathered (large ones).
+
+    The all-reduce hands every device the same sums. Gathered entries are not applied by
+    every device on its own: a scatter-add's rounding depends on the order the hardware
+    adds duplicates in (GPU atomics), so replicas would drift apart while JAX still treats
+    them as one array. Each cell's new value is computed once, by the device that owns the
+    cell (cell index mod D), and psum-ed to all, which then write identical values."""
+
+    def __init__(self, num_tables: int, num_states: int, num_actions: int, num_devices: int,
+                 updates_per_step: int = 1):
+        super().__init__(num_tables, num_states, num_actions, updates_per_step)
+        self.D = num_devices
+
+    def apply_gathered(self, q, scratch, visits, idx, td, lr, aggregation, visit_power):
+        touched = idx < self.cells
+        mine = touched & (idx % self.D == jax.lax.axis_index(AXIS))
+        own = jnp.where(mine, idx, self.cells)
+        q_own, scratch, _ = super().apply_gathered(q, scratch, visits, own, td, lr,
+                                                   aggregation, visit_power)
+        # exactly one device contributes each entry's value (the others add exact zeros)
+        new = jax.lax.psum(jnp.where(mine, q_own.at[own].get(mode="fill", fill_value=0), 0.0),
+                           AXIS)
+        q = q.at[idx].set(new, mode="drop")  # duplicates write the same value
+        if visits is not None:  # the same count on every device: old + 1 per touched cell
+            visits = visits.at[idx].set(visits.at[idx].get(mode="fill", fill_value=0) + 1,
+                                        mode="drop")
+        return q, scratch, visits
 
     def gather_updates(self, *xs):
         return tuple(jax.lax.all_gather(x, AXIS, tiled=True) for x in xs)
@@ -138,10 +176,9 @@ class ShardedTable(ReplicatedTable):
 
     def __init__(self, num_tables: int, num_states: int, num_actions: int, num_devices: int,
                  updates_per_step: int = 1):
-        super().__init__(num_tables, num_states, num_actions, updates_per_step)
+        super().__init__(num_tables, num_states, num_actions, num_devices, updates_per_step)
         if num_states % num_devices:
             raise ValueError("the sharded table's states must be padded to the device count")
-        self.D = num_devices
         self.S_local = num_states // num_devices
 
     def _ask(self, t, s, answer):
@@ -180,6 +217,11 @@ class ShardedTable(ReplicatedTable):
         row = t * self.S_local + s % self.S_local
         return jnp.where(mask & mine, row * self.A + a, self.cells)
 
+    def apply_gathered(self, q, scratch, visits, idx, td, lr, aggregation, visit_power):
+        """Each owner applies the entries of its own rows: no replicas to agree."""
+        return LocalTable.apply_gathered(self, q, scratch, visits, idx, td, lr, aggregation,
+                                         visit_power)
+
 
 def padded_states(num_states: int, strategy: str, num_devices: int) -> int:
     """Rows of the stored table: padded to a multiple of the device count when sharded
@@ -195,7 +237,7 @@ def make_table(strategy: str, num_tables: int, num_states: int, num_actions: int
         return LocalTable(num_tables, num_states, num_actions, updates_per_step)
     if strategy == "sharded":
         return ShardedTable(num_tables, num_states, num_actions, num_devices, updates_per_step)
-    return ReplicatedTable(num_tables, num_states, num_actions, updates_per_step)
+    return ReplicatedTable(num_tables, num_states, num_actions, num_devices, updates_per_step)
 
 
 def table_spec(strategy: str) -> P:

@@ -52,7 +52,9 @@ class Window(NamedTuple):
 
 
 class Pending(NamedTuple):
-    """TD errors buffered between synchronisations (``sync_every`` > 1): ``[k, n, N]``."""
+    """TD errors buffered between synchronisations (``sync_every`` > 1): ``[k, n, N]``
+    (k = ``sync_every``, at most one chunk's steps). ``mask`` marks entries not yet
+    applied: it is cleared whenever the buffer is applied, so no entry is applied twice."""
 
     t: jax.Array
     s: jax.Array
@@ -132,15 +134,27 @@ def resolve_env(config: TrainConfig):
     return make_tabular(config.env_id, **kw, **config.env_kwargs)
 
 
-def check_table(name: str, q, num_states: int, num_actions: int) -> jax.Array:
-    """A user-given Q-table: float, shape ``[S, A]``; a clear error otherwise."""
+def check_table(name: str, q, num_states: int, num_actions: int,
+                masked_cells: bool = False) -> jax.Array:
+    """A user-given Q-table: float, shape ``[S, A]``, finite; a clear error otherwise.
+
+    ``masked_cells``: -inf is accepted, meaning an invalid action (value iteration's Q*
+    of an environment with action masks)."""
     if not hasattr(q, "shape") or not hasattr(q, "dtype"):
         raise TypeError(f"{name} must be an array of shape [{num_states}, {num_actions}]")
     if not jnp.issubdtype(q.dtype, jnp.floating):
         raise TypeError(f"{name} must be a float array, got dtype {q.dtype}")
     if tuple(q.shape) != (num_states, num_actions):
         raise ValueError(f"{name} must have shape [{num_states}, {num_actions}], got {list(q.shape)}")
-    return jnp.asarray(q, jnp.float32)
+    host = np.asarray(q, np.float32)
+    bad = ~np.isfinite(host)
+    if masked_cells:
+        bad &= ~np.isneginf(host)
+    if bad.any():
+        s, a = np.argwhere(bad)[0]
+        raise ValueError(f"{name} must be finite{' (or -inf for a masked action)' if masked_cells else ''}: "
+                         f"{name}[{s}, {a}] = {host[s, a]}")
+    return jnp.asarray(host)
 
 
 def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None,
@@ -161,7 +175,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     venv = VecEnv(env, params, config.num_envs)
     S, A, N, n = venv.num_states, venv.num_actions, config.num_envs, config.n_step
     if q_star is not None:
-        q_star = check_table("q_star", q_star, S, A)
+        q_star = check_table("q_star", q_star, S, A, masked_cells=True)
     if init_q is not None:
         init_q = check_table("init_q", init_q, S, A)
     rule = RULES[config.algo]
@@ -184,6 +198,11 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     iters = plan["iterations"]
     sync_every = config.sync_every
     buffered = strategy in ("replicated", "sharded") and sync_every > 1
+    # Blocks of sync_every steps count from the start of each chunk, and the last block of
+    # a chunk is applied when the chunk ends (shorter, so less stale, when sync_every does
+    # not divide the chunk): every TD error a step computes reaches the table, and a
+    # chunk's table, metrics and checkpoint hold all of its steps.
+    block = min(sync_every, plan["chunk_iters"])
     sched = lambda kind, a, b, frac: explore.make_schedule(kind, a, b, max(1, int(frac * iters)))  # noqa: E731
     eval_cap = int(min(config.eval_max_steps, time_limit(params)))
     eval_venv = VecEnv(env, params, config.eval_episodes)
@@ -215,10 +234,12 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         return explore.mask_columns(cols, env.valid_actions(s, ep)) if masked else cols
 
     def behaviour(q_flat, s, ep):
-        """The behaviour policy's columns: Q, or QA + QB for Double Q (per env)."""
+        """The behaviour policy's columns: Q, or (QA + QB) / 2 for Double Q, the estimate
+        the learner reports (a Boltzmann temperature then means what it says; halving is
+        exact in float, so epsilon-greedy picks the same actions as on QA + QB)."""
         cols = table.columns(q_flat, 0, s)
         if T == 2:
-            cols = tuple(x + y for x, y in zip(cols, table.columns(q_flat, 1, s)))
+            cols = tuple((x + y) * 0.5 for x, y in zip(cols, table.columns(q_flat, 1, s)))
         return mask(cols, s, ep)
 
     def spec(tree, leading):
@@ -255,21 +276,19 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             q = q.at[:, :S].set(init_q)
         select, _ = policy(hp, 0)
         u_explore, u_action = explore.halves(jax.random.bits(k_act, (N,), jnp.uint32))
-        cols = q_columns(q[0].reshape(-1), obs, A)
-        if T == 2:
-            cols = tuple(2 * c for c in cols)
+        cols = q_columns(q[0].reshape(-1), obs, A)  # both Double Q tables start equal
         action = select(mask(cols, obs, ep), u_explore, u_action)
         zi, zf = jnp.zeros((n, N), jnp.int32), jnp.zeros((n, N), jnp.float32)
         zeros = lambda dt: jnp.zeros((T, S_pad, A), dt)  # noqa: E731
         pend = None
         if buffered:
-            zp = lambda dt: jnp.zeros((sync_every, n, N), dt)  # noqa: E731
+            zp = lambda dt: jnp.zeros((block, n, N), dt)  # noqa: E731
             pend = Pending(zp(jnp.int32), zp(jnp.int32), zp(jnp.int32), zp(jnp.float32), zp(bool))
         c = Carry(
             q=q,
             visits=zeros(jnp.int32) if config.lr_schedule == "visit" else None,
             scratch=(aggregate.Scratch(zeros(jnp.float32), zeros(jnp.float32))
-                     if config.aggregation == "mean" and not table.dense else None),
+                     if table.needs_scratch(config.aggregation) else None),
             q_actor=q if strategy == "async" else None,
             pending=pend,
             env_state=env_state, obs=obs.astype(jnp.int32), action=action,
@@ -346,14 +365,21 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
                                hp.visit_power)
 
         pending = c.pending
-        if buffered:  # buffer k steps of TD errors; apply their combined mean every k
-            slot = c.t % sync_every
+        if buffered:  # buffer a block of TD errors; apply their combined mean at its end
+            in_chunk = c.t % plan["chunk_iters"]
+            slot = in_chunk % block
             pending = Pending(*(buf.at[slot].set(x) for buf, x in
                                 zip(pending, (which_n, w.s, w.a, td, update))))
-            q_flat, scratch, visits = jax.lax.cond(
-                slot == sync_every - 1,
-                lambda: apply(q_live, scratch, flat(c.visits), *pending),
-                lambda: (q_live, scratch, flat(c.visits)))
+            block_ends = (slot == block - 1) | (in_chunk == plan["chunk_iters"] - 1)
+
+            def sync():
+                out = apply(q_live, scratch, flat(c.visits), *pending)
+                return out, jnp.zeros_like(pending.mask)
+
+            (q_flat, scratch, visits), unapplied = jax.lax.cond(
+                block_ends, sync,
+                lambda: ((q_live, scratch, flat(c.visits)), pending.mask))
+            pending = pending._replace(mask=unapplied)
         else:
             q_flat, scratch, visits = apply(q_live, scratch, flat(c.visits), which_n, w.s, w.a,
                                             td, update)
@@ -429,8 +455,9 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         c = c._replace(chunk=c.chunk + 1)
         q_est = estimate_q(c)
         metrics = stats._asdict()
-        metrics["q_error"] = (jnp.max(jnp.abs(q_est - q_star)) if q_star is not None
-                              else jnp.float32(jnp.nan))
+        # over valid cells only: Q* is -inf where an action is masked out
+        metrics["q_error"] = (jnp.max(jnp.where(jnp.isfinite(q_star), jnp.abs(q_est - q_star), 0.0))
+                              if q_star is not None else jnp.float32(jnp.nan))
         if config.eval_every > 0:
             due = (c.chunk % config.eval_every == 0) | (c.chunk == plan["num_chunks"])
             k_eval = jax.random.fold_in(c.key, c.chunk)
@@ -440,7 +467,8 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
                 lambda: (nan, nan, nan, nan))
         else:
             ev = (jnp.float32(jnp.nan),) * 4
-        metrics.update(eval_return=ev[0], eval_success=ev[1], eval_length=ev[2])
+        metrics.update(eval_return=ev[0], eval_success=ev[1], eval_length=ev[2],
+                       eval_finished=ev[3])
         return c, metrics
 
     return Learner(config, env, params, venv, init, step, chunk, estimate_q)
@@ -535,8 +563,8 @@ def host_metrics(raw: dict[str, np.ndarray], start_chunk: int, config: TrainConf
     n_chunks = len(raw["episodes"])
     chunk_ids = np.arange(start_chunk + 1, start_chunk + n_chunks + 1, dtype=np.int64)
     eps = raw["episodes"].astype(np.int64)
-    success = raw["successes"] / eps if has_success else np.full(n_chunks, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
+        success = raw["successes"] / eps if has_success else np.full(n_chunks, np.nan)
         out = {
             "env_steps": chunk_ids * plan["chunk_iters"] * config.num_envs,
             "episodes_in_chunk": eps,
@@ -557,7 +585,9 @@ def host_metrics(raw: dict[str, np.ndarray], start_chunk: int, config: TrainConf
 def _append(history: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if not history:
         return new
-    return {k: np.concatenate([history[k], new[k]]) for k in new}
+    # a history from an older checkpoint may lack a newer figure: NaN for its chunks
+    missing = lambda k: np.full(len(history["env_steps"]), np.nan)  # noqa: E731
+    return {k: np.concatenate([history.get(k, missing(k)), new[k]]) for k in new}
 
 
 def train(
