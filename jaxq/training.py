@@ -81,7 +81,8 @@ class Carry(NamedTuple):
 
 
 class StepStats(NamedTuple):
-    """Additive per-chunk statistics (int32 counts are per chunk; hosts sum them exactly)."""
+    """Additive per-chunk statistics: int32 counts of one chunk (at most its env steps,
+    < 2**31 by ``TrainConfig``; hosts sum them exactly in int64) and float sums."""
 
     episodes: jax.Array
     return_sum: jax.Array
@@ -389,7 +390,9 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         stats = StepStats(
             episodes=jnp.sum(done, dtype=jnp.int32),
             return_sum=jnp.sum(jnp.where(done, ep_return, 0.0)),
-            length_sum=jnp.sum(jnp.where(done, ep_length, 0), dtype=jnp.int32),
+            # float, like return_sum: the lengths of one chunk's episodes may sum past
+            # 2**31 (long episodes started in earlier chunks); a mean needs no exact sum
+            length_sum=jnp.sum(jnp.where(done, ep_length, 0).astype(jnp.float32)),
             successes=jnp.sum(success, dtype=jnp.int32),
             abs_td_sum=jnp.sum(jnp.where(update, jnp.abs(td), 0.0)),
             td_count=jnp.sum(update, dtype=jnp.int32),
@@ -449,7 +452,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
             carry, s, _ = step(carry, hp, ep, tables)
             return (carry, jax.tree.map(jnp.add, stats, s)), None
 
-        zero = StepStats(jnp.int32(0), jnp.float32(0), jnp.int32(0), jnp.int32(0),
+        zero = StepStats(jnp.int32(0), jnp.float32(0), jnp.float32(0), jnp.int32(0),
                          jnp.float32(0), jnp.int32(0))
         (c, stats), _ = jax.lax.scan(body, (c, zero), None, length=plan["chunk_iters"])
         c = c._replace(chunk=c.chunk + 1)

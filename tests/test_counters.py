@@ -66,12 +66,6 @@ def test_env_steps_and_episodes_exact_past_2_31(tmp_path):
     assert r.summary()["episodes"] == float(total) and r.summary()["env_steps"] == float(total)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "jaxq/training.py sums finished episode lengths in int32 (StepStats.length_sum): "
-    "2**11 episodes of 2**20 steps ending in one chunk wrap to -2**31. Fix: accumulate "
-    "length_sum in float32 like return_sum (StepStats(... length_sum=jnp.sum(jnp.where("
-    "done, ep_length, 0).astype(jnp.float32)) ...) and jnp.float32(0) in the chunk's zero "
-    "StepStats), or carry it exactly as per-byte int32 partial sums combined on the host"))
 def test_mean_length_exact_when_lengths_of_one_chunk_pass_2_31(tmp_path):
     """2**11 envs on CliffWalking (no termination within one step of the start), each
     2**20 - 1 steps into an episode that its time limit of 2**20 ends at the next step:
