@@ -15,7 +15,7 @@ import pytest
 import jaxq
 from jaxq.config import TrainConfig
 from jaxq.envs.textbook import MASKED_ACTION, make_masked_probe
-from jaxq.model import TabularModel, greedy_policy
+from jaxq.model import greedy_policy
 
 VALID = np.array([[True, True, False], [True, True, False], [True, True, True]])
 

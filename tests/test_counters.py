@@ -10,7 +10,6 @@ per-chunk counters and the host's totals report for the chunks that really ran.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import jaxq
 from jaxq import checkpoint as ckpt
