@@ -28,19 +28,27 @@ def _q(cfg):
     return np.asarray(jax.jit(make_train(cfg))(jax.random.key(0)).q)
 
 
-@pytest.mark.parametrize("kw", [
-    dict(algo="q_learning"),
-    dict(algo="sarsa", n_step=3),
-    dict(algo="double_q", lr_schedule="visit"),
-    dict(algo="expected_sarsa", exploration="boltzmann"),
-    dict(env_id="Taxi-v3", aggregation="sum"),
-    dict(env_id="Maze-v0", env_kwargs={"size": 20, "start": "uniform"}),  # sparse path, padded rows
-    dict(env_id="CartPole-v1", bins=4),  # a gymnax env: keys, not words
-])
-def test_replicated_sharded_async_equal_single_device(kw):
+ALL3 = ("replicated", "sharded", "async")
+
+
+# Every strategy on the dense path (FrozenLake 4x4: 64 cells, 64 envs) and the sparse path
+# (a 20x20 maze, padded rows); every other rule, schedule, exploration, aggregation and a
+# gymnax env under the strategies where its layout differs most (each compile costs
+# seconds on a 2-core CPU, so not every combination).
+@pytest.mark.parametrize("kw, strategies", [
+    (dict(algo="q_learning"), ALL3),
+    (dict(env_id="Maze-v0", env_kwargs={"size": 20, "start": "uniform"}), ALL3),
+    (dict(algo="sarsa", n_step=3), ("sharded",)),  # n-step windows of split envs
+    (dict(algo="double_q", lr_schedule="visit"), ("replicated", "sharded")),  # visit counts
+    (dict(algo="expected_sarsa", exploration="boltzmann"), ("async",)),
+    (dict(env_id="Taxi-v3", aggregation="sum"), ("replicated", "async")),
+    (dict(env_id="CartPole-v1", bins=4), ("sharded",)),  # a gymnax env: keys, not words
+], ids=["dense", "sparse", "sarsa3", "double_q-visit", "expected_sarsa-boltzmann", "taxi-sum",
+        "cartpole"])
+def test_replicated_sharded_async_equal_single_device(kw, strategies):
     cfg = TrainConfig(**{**SMALL, **kw})
     single = _q(cfg)
-    for strategy in ("replicated", "sharded", "async"):
+    for strategy in strategies:
         q = _q(cfg.replace(strategy=strategy))
         # the same random numbers and the same per-cell summation order; XLA may still
         # fuse the arithmetic differently per device count (a few ulps)
@@ -121,7 +129,9 @@ TRAIN_ARGS = ["--env", "FrozenLake-v1", "--num-envs", "64", "--total-steps", "25
               "--num-chunks", "2", "--eval-episodes", "64", "--no-progress"]
 
 
-@pytest.mark.parametrize("strategy", ["replicated", "sharded"])
+# the CLI's --coordinator flags with the replicated table; sharded across processes is
+# checked (against one device too) by the checkpoint test below
+@pytest.mark.parametrize("strategy", ["replicated"])
 def test_two_processes_train_one_table(tmp_path, strategy):
     port = _free_port()
     procs = [_cli(TRAIN_ARGS + ["--strategy", strategy, "--out", str(tmp_path / "multi"),
@@ -168,10 +178,11 @@ if jax.process_index() == 0:
 """
 
 
-@pytest.mark.parametrize("strategy", ["replicated", "sharded"])
+@pytest.mark.parametrize("strategy", ["sharded"])  # each process owns half the rows
 def test_two_processes_checkpoint_and_resume_bit_for_bit(tmp_path, strategy):
     """Every process saves (process 0 writes), every process resumes from the shared file
-    with the run's own layout: the table is the uninterrupted run's, bit for bit."""
+    with the run's own layout: the table is the uninterrupted run's, bit for bit; and the
+    two processes' table is one device's (up to float summation order)."""
     def pair(mode):
         out = tmp_path / mode
         out.mkdir()
@@ -189,3 +200,6 @@ def test_two_processes_checkpoint_and_resume_bit_for_bit(tmp_path, strategy):
     np.testing.assert_array_equal(np.load(resumed / "q.npy"), np.load(full / "q.npy"))
     np.testing.assert_array_equal(np.load(resumed / "returns.npy"),
                                   np.load(full / "returns.npy"))
+    one = jaxq.train(TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=64 * 100 * 4,
+                                 num_chunks=4, eval_every=0, seed=3), progress=False)
+    np.testing.assert_allclose(np.load(full / "q.npy"), one.q, rtol=1e-5, atol=1e-6)
