@@ -2,8 +2,8 @@
 jaxq's ``auto`` (unrolled for one key, rolled for batched keys; ``jaxq/cpu_threefry.py``).
 
 For each environment and N, one learner per lowering is compiled ahead of time
-(``jaxq.bench.CompiledChunk``; the lowering is picked by ``set_cpu_threefry`` before each
-compiles, and the programs keep theirs), then they are timed in interleaved rounds (rolled,
+(``jaxq.bench.CompiledChunk(config, threefry=...)``, which lowers inside
+``jaxq.cpu_threefry.scoped``: the process's own lowering is left alone), then they are timed in interleaved rounds (rolled,
 auto, unrolled, rolled, ...; one chunk of about ``--target-s`` each), so a machine whose
 speed drifts moves all three alike; the speed-ups are medians over rounds of each round's
 ratio to ``rolled``. The tables are checked to be equal bit for bit after the same number
@@ -44,26 +44,22 @@ MODES = {"quick": dict(num_envs=[16], rounds=2, target_s=0.02),
 
 
 def measure(case: str, n: int, s: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
-    from jaxq import bench, cpu_threefry
-    from jaxq.training import CPU_THREEFRY
+    from jaxq import bench
 
     over = dict(CASES[case])
     env_id = over.pop("env_id")
 
     def compiled(lowering: str, iters: int):
-        cpu_threefry.set_cpu_threefry(lowering)
         cfg = bench.jaxq_config(env_id, {}, "q_learning", n, iters, seed=s["seed"])
-        return bench.CompiledChunk(dataclasses.replace(cfg, **over) if over else cfg)
+        return bench.CompiledChunk(dataclasses.replace(cfg, **over) if over else cfg,
+                                   threefry=lowering)
 
-    try:
-        probe = compiled("rolled", 1)
-        probe()
-        t0 = time.perf_counter()
-        probe()
-        iters = max(1, int(s["target_s"] / max(time.perf_counter() - t0, 1e-9)))
-        chunks = {k: compiled(k, iters) for k in LOWERINGS}
-    finally:
-        cpu_threefry.set_cpu_threefry(CPU_THREEFRY or "rolled")
+    probe = compiled("rolled", 1)
+    probe()
+    t0 = time.perf_counter()
+    probe()
+    iters = max(1, int(s["target_s"] / max(time.perf_counter() - t0, 1e-9)))
+    chunks = {k: compiled(k, iters) for k in LOWERINGS}
     rounds = []
     for _ in range(s["rounds"]):
         r = {}

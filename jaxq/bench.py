@@ -160,10 +160,14 @@ def jaxq_config(env_id: str, env_kwargs: dict[str, Any], algo: str, num_envs: in
 
 
 class CompiledChunk:
-    """``learner.chunk`` compiled ahead of time, with its carry: one call = one chunk."""
+    """``learner.chunk`` compiled ahead of time, with its carry: one call = one chunk.
+    ``threefry``: the CPU threefry lowering it is compiled with (default: as ``jaxq.train``
+    picks it, ``jaxq.cpu_threefry.scoped``)."""
 
-    def __init__(self, config):
+    def __init__(self, config, threefry: str | None = None):
         import jax
+
+        from jaxq import cpu_threefry
 
         t0 = time.perf_counter()
         self.learner = _training().build_learner(config)
@@ -171,10 +175,11 @@ class CompiledChunk:
         self.hp = config.hparams()
         self.ep = self.learner.params
         key = jax.random.key(config.seed)
-        carry = jax.jit(self.learner.init).lower(key, self.hp, self.ep).compile()(
-            key, self.hp, self.ep)
-        self.compiled = jax.jit(self.learner.chunk, donate_argnums=0).lower(
-            carry, self.hp, self.ep).compile()
+        with cpu_threefry.scoped(threefry):
+            carry = jax.jit(self.learner.init).lower(key, self.hp, self.ep).compile()(
+                key, self.hp, self.ep)
+            self.compiled = jax.jit(self.learner.chunk, donate_argnums=0).lower(
+                carry, self.hp, self.ep).compile()
         jax.block_until_ready(carry)
         self.carry = carry
         self.compile_s = time.perf_counter() - t0

@@ -15,47 +15,95 @@ over split keys, as gymnax environments step) unrolled measured about 2x *slower
 (gymnax CartPole through the discretizing adapter). So the default, ``auto``, unrolls only
 where the key is a single one and keeps JAX's rolled loop for batched keys.
 
-jaxq registers this for CPU when ``jaxq.training`` is imported; ``JAXQ_CPU_THREEFRY``
-(``auto``, ``unrolled`` or ``rolled`` = JAX's own) overrides it. This reaches into JAX's
-internals (there is no public switch); where they differ from what is expected, nothing
-is changed.
+A library must not change how its users' programs compile, so jaxq never registers a
+lowering for the whole process: ``scoped()`` installs it only while jaxq lowers its own
+programs (``jaxq.train``, ``jaxq bench``) and puts JAX's rule back afterwards, so a user's
+own ``jax.random`` programs (and ``make_train`` jitted by the user) lower as JAX decides.
+``JAXQ_CPU_THREEFRY`` (``auto``, ``unrolled`` or ``rolled`` = JAX's own) picks what
+``scoped()`` installs; ``set_cpu_threefry`` is the explicit, process-wide opt-in (for
+experiment scripts). This reaches into JAX's internals (there is no public switch);
+where they differ from what is expected, nothing is changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from typing import Iterator
 
 ENV_VAR = "JAXQ_CPU_THREEFRY"
 CHOICES = ("auto", "unrolled", "rolled")
+_LOCK = threading.RLock()  # one scoped lowering at a time
+
+
+def _rule(lowering: str):
+    """``(primitive, rule)`` for a lowering, or None where JAX's internals differ."""
+    if lowering not in CHOICES:
+        raise ValueError(f"lowering must be one of {CHOICES}, got {lowering!r}")
+    try:
+        from jax._src.random import threefry2x32 as tf
+
+        unrolled, rolled = tf._threefry2x32_lowering_rule, tf._threefry2x32_cpu_lowering_rule
+    except (ImportError, AttributeError):  # another JAX layout: keep JAX's own choice
+        return None
+
+    def auto(ctx, *args, **params):
+        single_key = all(a.size <= 1 for a in ctx.avals_in[:2])
+        return (unrolled if single_key else rolled)(ctx, *args, **params)
+
+    return tf.threefry2x32_p, {"auto": auto, "unrolled": unrolled, "rolled": rolled}[lowering]
 
 
 def set_cpu_threefry(lowering: str) -> bool:
     """Lower threefry on CPU as ``"auto"`` (unrolled for a single key, rolled for batched
-    keys), ``"unrolled"`` or ``"rolled"`` (JAX's default) from now on (programs compiled
-    earlier keep theirs). Returns whether the lowering was registered."""
-    if lowering not in CHOICES:
-        raise ValueError(f"lowering must be one of {CHOICES}, got {lowering!r}")
+    keys), ``"unrolled"`` or ``"rolled"`` (JAX's default) from now on, for every program
+    of the process (programs compiled earlier keep theirs). An explicit, global opt-in:
+    jaxq itself only uses ``scoped``. Returns whether the lowering was registered."""
+    found = _rule(lowering)
+    if found is None:
+        return False
     try:
         from jax._src.interpreters import mlir
-        from jax._src.random import threefry2x32 as tf
-
-        unrolled, rolled = tf._threefry2x32_lowering_rule, tf._threefry2x32_cpu_lowering_rule
-
-        def auto(ctx, *args, **params):
-            single_key = all(a.size <= 1 for a in ctx.avals_in[:2])
-            return (unrolled if single_key else rolled)(ctx, *args, **params)
-
-        rule = {"auto": auto, "unrolled": unrolled, "rolled": rolled}[lowering]
-        mlir.register_lowering(tf.threefry2x32_p, rule, platform="cpu")
-    except (ImportError, AttributeError):  # another JAX layout: keep JAX's own choice
+        mlir.register_lowering(found[0], found[1], platform="cpu")
+    except (ImportError, AttributeError):
         return False
     return True
 
 
-def configure_from_env() -> str | None:
-    """Apply ``JAXQ_CPU_THREEFRY`` (default ``auto``); returns the lowering in effect, or
-    None where JAX's internals were not as expected."""
+def choice_from_env() -> str:
+    """``JAXQ_CPU_THREEFRY`` (default ``auto``), checked."""
     choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
         raise ValueError(f"{ENV_VAR} must be one of {CHOICES}, got {choice!r}")
-    return choice if set_cpu_threefry(choice) else None
+    return choice
+
+
+@contextlib.contextmanager
+def scoped(lowering: str | None = None) -> Iterator[str | None]:
+    """Lower threefry on CPU as ``lowering`` (default: ``JAXQ_CPU_THREEFRY``, else
+    ``auto``) inside the block only; JAX's rule in effect before is restored on exit.
+    Yields the lowering in effect, or None where JAX's internals were not as expected
+    (then nothing changes). Wrap ``.lower(...)`` calls: lowering is where it applies."""
+    lowering = choice_from_env() if lowering is None else lowering
+    found = _rule(lowering)
+    try:
+        from jax._src.interpreters import mlir
+        table = mlir._platform_specific_lowerings["cpu"]
+        entry = mlir.LoweringRuleEntry
+    except (ImportError, AttributeError, KeyError, TypeError):
+        found = None
+    if found is None:
+        yield None
+        return
+    prim, rule = found
+    with _LOCK:
+        previous = table.get(prim)
+        table[prim] = entry(rule, True)
+        try:
+            yield lowering
+        finally:
+            if previous is None:
+                table.pop(prim, None)
+            else:
+                table[prim] = previous

@@ -36,10 +36,7 @@ from jaxq import strategies
 from jaxq.explore import q_columns
 from jaxq.rules import RULES, Bootstrap, estimate, nstep_returns
 from jaxq.vecenv import VecEnv, time_limit
-from jaxq.cpu_threefry import configure_from_env
-
-# which threefry lowering XLA:CPU gets (same bits; see jaxq/cpu_threefry.py)
-CPU_THREEFRY = configure_from_env()
+from jaxq import cpu_threefry
 
 
 class Window(NamedTuple):
@@ -645,13 +642,15 @@ def train(
     if before_run is not None:
         before_run()
     t0 = time.perf_counter()
-    init_c = jax.jit(learner.init).lower(key, hp, ep).compile()
+    with cpu_threefry.scoped():  # jaxq's own programs only (same bits, faster on CPU)
+        init_c = jax.jit(learner.init).lower(key, hp, ep).compile()
     if restored is None:
         carry = init_c(key, hp, ep)
     else:  # laid out as a fresh run's carry (sharded over devices, maybe processes)
         carry = ckpt.place(restored, init_c.output_shardings)
         history = restored.history
-    chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep).compile()
+    with cpu_threefry.scoped():
+        chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep).compile()
     compile_s = time.perf_counter() - t0
     start = int(jax.device_get(_chunks_done(carry)))
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)

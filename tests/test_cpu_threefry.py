@@ -1,5 +1,10 @@
 """The threefry lowering jaxq picks for XLA:CPU changes how fast the bits come, not the
-bits: tables are the same under either."""
+bits; and it applies to jaxq's own programs only: a user's programs lower as JAX decides,
+before and after importing and using jaxq."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -7,13 +12,6 @@ import pytest
 
 import jaxq
 from jaxq import cpu_threefry
-from jaxq.training import CPU_THREEFRY
-
-
-@pytest.fixture
-def restore():
-    yield
-    cpu_threefry.set_cpu_threefry(CPU_THREEFRY or "rolled")
 
 
 def _bits(shape):
@@ -28,21 +26,32 @@ def _batched_bits(n):
     return np.asarray(f(keys)), f.lower(keys).as_text()
 
 
-def test_jaxq_picks_auto_by_default(restore, monkeypatch):
+def test_scoped_lowering_is_undone_on_exit():
+    _, before = _bits((3, 1000))
+    assert "while" in before  # JAX's own CPU rule: the rolled loop
+    with cpu_threefry.scoped("auto") as lowering:
+        assert lowering == "auto"
+        assert "while" not in _bits((3, 1000))[1]  # one key: unrolled
+        assert "while" in _batched_bits(64)[1]  # batched keys: JAX's rolled loop
+    assert _bits((3, 1000))[1] == before
+
+
+def test_default_is_auto_unless_the_environment_says(monkeypatch):
     monkeypatch.delenv(cpu_threefry.ENV_VAR, raising=False)
-    assert cpu_threefry.configure_from_env() == "auto"
-    assert "while" not in _bits((3, 1000))[1]  # one key: unrolled
-    assert "while" in _batched_bits(64)[1]  # batched keys: JAX's rolled loop
+    with cpu_threefry.scoped() as lowering:
+        assert lowering == "auto"
+    monkeypatch.setenv(cpu_threefry.ENV_VAR, "rolled")
+    with cpu_threefry.scoped() as lowering:
+        assert lowering == "rolled" and "while" in _bits((3, 1000))[1]
 
 
 @pytest.mark.parametrize("lowering", ["unrolled", "auto"])
-def test_same_bits_either_way(restore, lowering):
-    assert cpu_threefry.set_cpu_threefry("rolled")
+def test_same_bits_either_way(lowering):
     rolled, rolled_text = _bits((3, 1000))
     rolled_b, _ = _batched_bits(64)
-    assert cpu_threefry.set_cpu_threefry(lowering)
-    other, other_text = _bits((3, 1000))
-    other_b, other_b_text = _batched_bits(64)
+    with cpu_threefry.scoped(lowering):
+        other, other_text = _bits((3, 1000))
+        other_b, other_b_text = _batched_bits(64)
     np.testing.assert_array_equal(rolled, other)
     np.testing.assert_array_equal(rolled_b, other_b)
     assert "while" in rolled_text and "while" not in other_text  # really two lowerings
@@ -50,20 +59,51 @@ def test_same_bits_either_way(restore, lowering):
     assert ("while" in other_b_text) == (lowering == "auto")
 
 
-def test_same_table_either_way(restore):
+def test_same_table_either_way(monkeypatch):
     cfg = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=16, total_steps=16 * 50 * 2,
                            num_chunks=2, eval_every=0, seed=5)
     tables = []
     for lowering in ("rolled", "unrolled", "auto"):
-        assert cpu_threefry.set_cpu_threefry(lowering)
+        monkeypatch.setenv(cpu_threefry.ENV_VAR, lowering)
         tables.append(jaxq.train(cfg, progress=False).q)
     np.testing.assert_array_equal(tables[0], tables[1])
     np.testing.assert_array_equal(tables[0], tables[2])
 
 
+def test_importing_and_training_leaves_a_users_lowering_unchanged():
+    """A fresh process: the lowered text of the user's own jax.random.bits program is the
+    same before importing jaxq and after importing it and training with it."""
+    code = """
+import jax, numpy as np
+f = lambda: jax.jit(lambda k: jax.random.bits(k, (3, 1000), np.uint32)).lower(jax.random.key(7)).as_text()
+before = f()
+import jaxq
+jaxq.train(jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=16, total_steps=16 * 10,
+                            num_chunks=1, eval_every=0), progress=False)
+print(before == f())
+"""
+    env = {k: v for k, v in os.environ.items() if k != cpu_threefry.ENV_VAR}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_process_wide_opt_in_and_back():
+    try:
+        assert cpu_threefry.set_cpu_threefry("unrolled")
+        assert "while" not in _bits((3, 1000))[1]
+    finally:
+        assert cpu_threefry.set_cpu_threefry("rolled")  # JAX's own CPU rule
+    assert "while" in _bits((3, 1000))[1]
+
+
 def test_bad_setting_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(cpu_threefry.ENV_VAR, "fast")
     with pytest.raises(ValueError, match="JAXQ_CPU_THREEFRY must be one of"):
-        cpu_threefry.configure_from_env()
+        cpu_threefry.choice_from_env()
     with pytest.raises(ValueError, match="lowering must be one of"):
         cpu_threefry.set_cpu_threefry("loop")
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        with cpu_threefry.scoped("loop"):
+            pass
