@@ -14,3 +14,7 @@ if not os.environ.get("JAXQ_MULTIDEVICE"):
     collect_ignore.append("multidevice")
 if not os.environ.get("JAXQ_EXPERIMENTS"):
     collect_ignore.append("experiments")
+
+# The CLI keeps a persistent compilation cache in the user's cache folder by default; tests
+# (and the jaxq subprocesses they start) leave the user's folders alone.
+os.environ.setdefault("JAXQ_COMPILE_CACHE", "off")

@@ -1,0 +1,31 @@
+"""``jaxq train`` keeps JAX's persistent compilation cache: a second run with the same shapes
+loads its programs (no new cache entries) instead of compiling them again. Subprocesses:
+the cache is a process-wide JAX setting that only the command-line tool turns on."""
+
+import os
+import subprocess
+import sys
+
+ARGS = ["train", "--env", "FrozenLake-v1", "--num-envs", "64", "--total-steps", "6400",
+        "--num-chunks", "2", "--eval-every", "0", "--no-progress"]
+
+
+def _train(out, *extra, env=None):
+    env = {**os.environ, **(env or {})}
+    r = subprocess.run([sys.executable, "-m", "jaxq", *ARGS, "--out", str(out), *extra],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def test_second_run_hits_the_cache_and_opting_out_writes_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    _train(tmp_path / "a", "--compile-cache", str(cache))
+    entries = sorted(os.listdir(cache))
+    assert len(entries) >= 2  # at least the init and the chunk programs
+    _train(tmp_path / "b", env={"JAXQ_COMPILE_CACHE": str(cache)})  # the variable, this time
+    assert sorted(os.listdir(cache)) == entries  # every program came from the cache
+    xdg = tmp_path / "xdg"  # the default place would be xdg/jaxq/xla
+    _train(tmp_path / "c", "--no-compile-cache",
+           env={"JAXQ_COMPILE_CACHE": "", "XDG_CACHE_HOME": str(xdg)})
+    assert not (xdg / "jaxq").exists()
