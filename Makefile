@@ -33,6 +33,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@log=$$(mktemp); \
 	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice >$$log 2>&1 & multi=$$!; \
+	trap 'kill $$multi 2>/dev/null; rm -f $$log; exit 130' INT TERM; \
 	$(PYTEST); one=$$?; \
 	wait $$multi; eight=$$?; \
 	echo "== tests/multidevice (8 forced CPU devices)"; cat $$log; rm -f $$log; \

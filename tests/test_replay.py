@@ -27,18 +27,18 @@ LR, GAMMA, EPS = 0.3, 0.9, 0.3
 def _record(cfg, init_q, steps):
     """Run the learner ``steps`` batched steps; return its table and every transition
     (arrays over the N envs), and how many times each update path was traced."""
-    traced = {"dense": 0, "sparse": 0}
-    originals = aggregate.apply_sums, aggregate.apply_updates
+    traced = {"dense": 0, "sparse": 0, "greedy_tables": 0}
+    originals = aggregate.apply_sums, aggregate.apply_updates, explore.greedy_table
 
-    def dense(*args, **kw):
-        traced["dense"] += 1
-        return originals[0](*args, **kw)
+    def counting(name, f):
+        def wrapped(*args, **kw):
+            traced[name] += 1
+            return f(*args, **kw)
+        return wrapped
 
-    def sparse(*args, **kw):
-        traced["sparse"] += 1
-        return originals[1](*args, **kw)
-
-    aggregate.apply_sums, aggregate.apply_updates = dense, sparse
+    aggregate.apply_sums = counting("dense", originals[0])
+    aggregate.apply_updates = counting("sparse", originals[1])
+    explore.greedy_table = counting("greedy_tables", originals[2])
     try:
         learner = build_learner(cfg, init_q=init_q)
         hp = cfg.hparams()
@@ -49,7 +49,7 @@ def _record(cfg, init_q, steps):
             c, _, tr = step(c, hp)
             trans.append(jax.tree.map(np.asarray, tr))
     finally:
-        aggregate.apply_sums, aggregate.apply_updates = originals
+        aggregate.apply_sums, aggregate.apply_updates, explore.greedy_table = originals
     return np.asarray(learner.estimate(c)), trans, traced
 
 
@@ -94,6 +94,8 @@ def test_dense_batched_update_equals_sequential_reference(algo):
     init_q = np.random.default_rng(0).uniform(0, 0.1, (S, A)).astype(np.float32)  # no ties
     q, trans, traced = _record(cfg, init_q, 12)
     assert traced["dense"] >= 1 and traced["sparse"] == 0, traced  # the path under test
+    # one-table rules also act (and Q-learning bootstraps) through per-state greedy tables
+    assert (traced["greedy_tables"] > 0) == (algo != "double_q"), traced
     # many envs per cell: the per-cell mean (not a sum) is what keeps this stable
     counts = np.bincount(trans[0].s * A + trans[0].a, minlength=S * A)
     assert counts.max() >= 256
