@@ -7,7 +7,7 @@
 #                them). Target: <= 8 minutes on the 2-core CI machine.
 # make test-all  make test, then the experiment scripts' smoke runs (tests/experiments:
 #                every experiments/*.py --quick in process, its results schema, plots and
-#                BENCHMARKS.md section, and the baselines they compare against), about 10
+#                BENCHMARKS.md section, and the baselines they compare against), about 4
 #                more minutes on 2 cores. CI (.ci/run, 90 minutes) runs test-all.
 PYTHON ?= python3
 VENV   := .venv

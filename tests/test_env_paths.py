@@ -8,12 +8,13 @@ import pytest
 import jaxq
 from jaxq.envs.base import TabularState
 
+# one case per family and outcome structure (each costs two compiles): slippery with
+# unequal and with zero probabilities, rainy Taxi, slippery cliff, slippery maze, and an
+# explicit MDP (K = 1, noisy rewards)
 CASES = [
-    ("FrozenLake-v1", {}),
     ("FrozenLake-v1", {"is_slippery": True, "success_rate": 1.0}),  # zero-probability outcomes
     ("FrozenLake8x8-v1", {"success_rate": 0.5}),
     ("Taxi-v4", {"is_rainy": True}),
-    ("Taxi-v3", {}),
     ("CliffWalking-v1", {"is_slippery": True}),
     ("Maze-v0", {"size": 12, "slip": 0.3, "start": "uniform", "seed": 2}),
     ("MaximizationBias-v0", {}),

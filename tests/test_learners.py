@@ -253,7 +253,9 @@ def test_bad_tables_and_envs_are_clear_errors():
         make_train(TrainConfig(env_id="CartPole-v1"))
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(algo="sarsa"), dict(env_id="TwoStateProbe-v0", n_step=2)])
+# (Q-learning, SARSA and expected SARSA on the greedy-table path are also replayed against
+# a sequential reference in test_replay.py.)
+@pytest.mark.parametrize("kw", [dict(algo="sarsa"), dict(env_id="TwoStateProbe-v0", n_step=2)])
 def test_precomputed_greedy_tables_equal_the_column_path(kw):
     """Small tables act through per-state greedy tables; 'async' with sync_every=1 (the
     synchronous algorithm, on a 1-device mesh) takes the per-env column path instead."""
