@@ -113,6 +113,10 @@ class StepTables(NamedTuple):
     ``cdf[k]`` is ``[S*A]``: the cumulative probability of outcomes < k+1, accumulated
     in the same order as ``sample_outcome`` so both paths pick the same outcome for the
     same random bits. The other fields are flat ``[S*A*K]``.
+
+    ``packed`` holds an outcome's next state, terminated and success flags in one int32
+    (``PACKED_STATE_BITS`` bits of state, then the two flags), so a step reads them with
+    one gather instead of three (each gather recomputes the outcome index in its fusion).
     """
 
     cdf: tuple[jax.Array, ...]
@@ -121,10 +125,12 @@ class StepTables(NamedTuple):
     reward: jax.Array
     terminated: jax.Array
     success: jax.Array
+    packed: jax.Array
 
 
 # Tabulate the dynamics for the step when the model has at most this many entries.
 STEP_TABLE_LIMIT = 1 << 20
+PACKED_STATE_BITS = 29  # > log2(STEP_TABLE_LIMIT): every tabulated next state fits
 
 
 class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
@@ -274,9 +280,12 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         for k in range(1, K):
             cdfs.append(jnp.where(o.prob[:, k] > 0, cdf, 2.0))  # 2.0: never reached
             cdf = cdf + o.prob[:, k]
-        return StepTables(tuple(cdfs), o.next_state.reshape(-1).astype(jnp.int32),
-                          o.prob.reshape(-1), o.reward.reshape(-1).astype(jnp.float32),
-                          o.terminated.reshape(-1), succ.reshape(-1))
+        next_state = o.next_state.reshape(-1).astype(jnp.int32)
+        terminated, success = o.terminated.reshape(-1), succ.reshape(-1)
+        packed = (next_state | (terminated.astype(jnp.int32) << PACKED_STATE_BITS)
+                  | (success.astype(jnp.int32) << (PACKED_STATE_BITS + 1)))
+        return StepTables(tuple(cdfs), next_state, o.prob.reshape(-1),
+                          o.reward.reshape(-1).astype(jnp.float32), terminated, success, packed)
 
     def _lookup(self, tables: StepTables, u, state: TabularState, action):
         row = state.s * self._num_actions + jnp.asarray(action, jnp.int32)
@@ -284,9 +293,13 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
         for j, c in enumerate(tables.cdf, start=1):  # the last outcome reached, as sample_outcome
             k = jnp.where(u >= c[row], j, k)
         o = row * self.num_outcomes + k
-        next_state = TabularState(time=state.time + 1, s=tables.next_state[o])
-        info = {"prob": tables.prob[o], "success": tables.success[o]}
-        return next_state, tables.reward[o], tables.terminated[o], info
+        packed = tables.packed[o]
+        next_state = TabularState(time=state.time + 1,
+                                  s=packed & ((1 << PACKED_STATE_BITS) - 1))
+        terminated = ((packed >> PACKED_STATE_BITS) & 1).astype(bool)
+        success = ((packed >> (PACKED_STATE_BITS + 1)) & 1).astype(bool)
+        info = {"prob": tables.prob[o], "success": success}
+        return next_state, tables.reward[o], terminated, info
 
     def step_from_bits(self, bits_step, bits_reset, state: TabularState, action, params,
                        tables: StepTables | None = None):
