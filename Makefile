@@ -2,8 +2,8 @@
 # tests. Both create .venv on first use and install what they need into it.
 #
 # make test      the library's tests (tests/, 1 device) and the device-parallel strategies
-#                (tests/multidevice, 8 forced CPU devices): two pytest sessions, run side by
-#                side (each is mostly single-threaded XLA compiles; a 2-core machine overlaps
+#                (tests/multidevice, 8 forced CPU devices): pytest sessions run side by side
+#                (each is mostly single-threaded XLA compiles; a 2-core machine overlaps
 #                them). Target: <= 8 minutes on the 2-core CI machine.
 # make test-all  make test, then the experiment scripts' smoke runs (tests/experiments:
 #                every experiments/*.py --quick in process, its results schema, plots and
@@ -28,16 +28,22 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m jaxq train --env FrozenLake8x8-v1 --out runs/frozenlake8x8
 
-# The 8-device session runs in the background (its report is printed when both are done);
-# the 1-device session reports as it goes. Either failing fails `make test`.
+# The 8-device session and a slice of the 1-device tests (BACKGROUND) run in the
+# background (their reports are printed when all are done), so both cores stay busy to
+# the end; the rest of the 1-device session reports as it goes. Any failing fails
+# `make test`.
+BACKGROUND := tests/test_discretize.py tests/test_checkpoint.py
 test: $(STAMP)
-	@log=$$(mktemp); \
+	@log=$$(mktemp); log2=$$(mktemp); \
 	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice >$$log 2>&1 & multi=$$!; \
-	trap 'kill $$multi 2>/dev/null; rm -f $$log; exit 130' INT TERM; \
-	$(PYTEST); one=$$?; \
+	$(PYTEST) $(BACKGROUND) >$$log2 2>&1 & part=$$!; \
+	trap 'kill $$multi $$part 2>/dev/null; rm -f $$log $$log2; exit 130' INT TERM; \
+	$(PYTEST) $(addprefix --ignore=,$(BACKGROUND)); one=$$?; \
+	wait $$part; two=$$?; \
 	wait $$multi; eight=$$?; \
-	echo "== tests/multidevice (8 forced CPU devices)"; cat $$log; rm -f $$log; \
-	test $$one -eq 0 && test $$eight -eq 0
+	echo "== $(BACKGROUND)"; cat $$log2; \
+	echo "== tests/multidevice (8 forced CPU devices)"; cat $$log; rm -f $$log $$log2; \
+	test $$one -eq 0 && test $$two -eq 0 && test $$eight -eq 0
 
 # the two sessions of `make test` one after the other (for timing either alone)
 test-1dev: $(STAMP)

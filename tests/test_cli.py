@@ -5,7 +5,7 @@ import io
 import json
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr
 
 import jax
 import jaxlib
@@ -14,6 +14,7 @@ import pytest
 
 import jaxq
 from jaxq import cli
+from cli_runner import error as _error, run as _run
 from jaxq.cli import main, parse_env_kwargs
 from jaxq.config import TrainConfig
 
@@ -21,23 +22,6 @@ TINY = ["--num-envs", "8", "--total-steps", "1600", "--num-chunks", "4", "--eval
         "--eval-episodes", "20", "--seed", "3", "--no-progress"]
 LAKE_8X8 = ["--env", "FrozenLake-v1", "--env-kwarg", "map_name=8x8",
             "--env-kwarg", "is_slippery=false"]
-
-
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
-def _error(capsys, argv) -> str:
-    """Run a failing command: exit code 2 and one ``jaxq: error:`` line, no traceback."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("jaxq: error: ") and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

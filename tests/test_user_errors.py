@@ -5,7 +5,6 @@ metrics that say what they are. Tiny sizes throughout."""
 import io
 import json
 import os
-from contextlib import redirect_stderr, redirect_stdout
 
 import jax
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 import jaxq
 from jaxq import cli
+from cli_runner import error as _error, run as _run
 from jaxq.cli import main
 from jaxq.config import TrainConfig
 from jaxq.evaluation import check_finite
@@ -21,23 +21,6 @@ from jaxq.training import train
 
 TINY = ["--num-envs", "8", "--total-steps", "320", "--num-chunks", "4", "--eval-every", "2",
         "--eval-episodes", "10", "--seed", "1"]
-
-
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
-def _error(capsys, argv) -> str:
-    """A failing command: exit code 2, one ``jaxq: error:`` line, no traceback."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("jaxq: error: ") and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 # ---- 6: no success defined -> NaN, not 0 -------------------------------------------------
