@@ -18,14 +18,28 @@ def _train(out, *extra, env=None):
     return r
 
 
-def test_second_run_hits_the_cache_and_opting_out_writes_nothing(tmp_path):
+def test_second_run_hits_the_cache(tmp_path):
     cache = tmp_path / "cache"
     _train(tmp_path / "a", "--compile-cache", str(cache))
     entries = sorted(os.listdir(cache))
     assert len(entries) >= 2  # at least the init and the chunk programs
     _train(tmp_path / "b", env={"JAXQ_COMPILE_CACHE": str(cache)})  # the variable, this time
     assert sorted(os.listdir(cache)) == entries  # every program came from the cache
-    xdg = tmp_path / "xdg"  # the default place would be xdg/jaxq/xla
-    _train(tmp_path / "c", "--no-compile-cache",
-           env={"JAXQ_COMPILE_CACHE": "", "XDG_CACHE_HOME": str(xdg)})
-    assert not (xdg / "jaxq").exists()
+
+
+def test_opting_out_changes_nothing(tmp_path, monkeypatch):
+    """In process (off, nothing of JAX's is touched): --no-compile-cache, 'off' and an
+    empty setting create no folder and set no cache."""
+    import jax
+
+    from jaxq import cli
+
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("JAXQ_COMPILE_CACHE", "off")
+    for path in (None, "off", "", cli.default_compile_cache()):
+        assert cli.enable_compile_cache(path) is None
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "o"),
+                                          "--no-compile-cache"])
+    assert args.no_compile_cache
+    assert not (tmp_path / "xdg").exists() and jax.config.jax_compilation_cache_dir == before
