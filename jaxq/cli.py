@@ -23,6 +23,7 @@ from typing import Any, Callable, NoReturn, Sequence
 import numpy as np
 
 from jaxq.config import AGGREGATIONS, ALGOS, LR_SCHEDULES, STRATEGIES, TrainConfig
+from jaxq.compile_cache import ENV_VAR as COMPILE_CACHE_ENV, default_dir
 from jaxq.explore import EXPLORATIONS, SCHEDULES
 
 PROG = "jaxq"
@@ -403,40 +404,6 @@ def _final_evaluation(result, config: TrainConfig, q: np.ndarray) -> tuple[dict,
 
 # ---- commands ----------------------------------------------------------------------
 
-COMPILE_CACHE_ENV = "JAXQ_COMPILE_CACHE"
-
-
-def default_compile_cache() -> str:
-    """``$JAXQ_COMPILE_CACHE``, else ``$XDG_CACHE_HOME/jaxq/xla`` (``~/.cache/jaxq/xla``);
-    ``off`` disables it."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.environ.get(COMPILE_CACHE_ENV) or os.path.join(base, "jaxq", "xla")
-
-
-def enable_compile_cache(path: str | None) -> str | None:
-    """Turn on JAX's persistent compilation cache in ``path`` for this process: a second
-    ``jaxq train`` with the same shapes loads its programs instead of compiling them.
-
-    A JAX setting for the whole process, so only the command-line tool (which owns its
-    process) calls it, before its first compile; the library never does. ``path`` None =
-    no cache. A cache folder that cannot be created only costs the speed-up (a warning)."""
-    if path is None or path.strip().lower() in ("", "off", "0", "none"):
-        return None
-    import jax
-
-    path = os.path.abspath(os.path.expanduser(path))
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        print(f"{PROG}: warning: no compilation cache ({path}: {e.strerror or e})",
-              file=sys.stderr)
-        return None
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return path
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything (flags, env, devices, --out, checkpoint), then write config.json
     and train (with Q* tracked where it is cheap), write the outputs, report."""
@@ -464,8 +431,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resuming = args.resume and os.path.exists(ckpt)
     if args.resume and not resuming:
         print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
-    enable_compile_cache(None if args.no_compile_cache
-                         else (args.compile_cache or default_compile_cache()))
+    cache_dir = None if args.no_compile_cache else default_dir(args.compile_cache)
     q_star = _q_star(env, params, config.gamma)
 
     def start_run() -> None:
@@ -494,7 +460,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 config, q_star, progress=not args.no_progress,
                 checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
                 checkpoint_every=args.checkpoint_every, resume=args.resume,
-                before_run=start_run)
+                before_run=start_run, compile_cache=cache_dir)
         except (ValueError, TypeError) as e:  # validation, corrupt or foreign checkpoint
             raise CliError(flagify(e)) from None
 
@@ -680,11 +646,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the run already in --out (without it, an --out holding a "
                         "run is an error unless --resume)")
     t.add_argument("--compile-cache", metavar="DIR", default=None,
-                   help="JAX's persistent compilation cache, so a rerun with the same shapes "
-                        f"skips compiling (default: ${COMPILE_CACHE_ENV}, else "
+                   help="keep jaxq's compiled programs here, so a rerun with the same "
+                        f"shapes skips compiling (default: ${COMPILE_CACHE_ENV}, else "
                         "~/.cache/jaxq/xla; 'off' disables)")
     t.add_argument("--no-compile-cache", action="store_true",
-                   help="compile everything afresh, no persistent cache")
+                   help="compile everything afresh, no compiled-program cache")
     t.add_argument("--no-progress", action="store_true",
                    help="no progress output (by default: a bar on a terminal, else one "
                         "line per ~10%% of the run)")

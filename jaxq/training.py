@@ -36,6 +36,7 @@ from jaxq import strategies
 from jaxq.explore import q_columns
 from jaxq.rules import RULES, Bootstrap, estimate, nstep_returns
 from jaxq.vecenv import VecEnv, time_limit
+from jaxq import compile_cache as compile_cache_lib
 from jaxq import cpu_threefry
 
 
@@ -614,6 +615,7 @@ def train(
     resume: bool = False,
     stop_after_chunks: int | None = None,
     before_run: Callable[[], None] | None = None,
+    compile_cache: str | None = None,
 ) -> TrainResult:
     """Train with a progress bar, in compiled chunks; optionally checkpoint and resume.
 
@@ -622,7 +624,9 @@ def train(
     uninterrupted run on the same device. ``stop_after_chunks`` ends early (to test
     interruption). Timings keep compilation apart from running. ``before_run`` is called
     once everything is validated (config, devices, checkpoint) and before anything
-    compiles, e.g. to write a run's files only when the run can start.
+    compiles, e.g. to write a run's files only when the run can start. ``compile_cache``:
+    a folder where the compiled programs are kept (``jaxq.compile_cache``; None: none),
+    so a rerun with the same shapes skips compiling.
 
     Progress goes to stderr: a bar on a terminal, plain lines (one per ~10%) otherwise.
     """
@@ -656,14 +660,16 @@ def train(
         before_run()
     t0 = time.perf_counter()
     with cpu_threefry.scoped():  # jaxq's own programs only (same bits, faster on CPU)
-        init_c = jax.jit(learner.init).lower(key, hp, ep).compile()
+        init_c = compile_cache_lib.compile(jax.jit(learner.init).lower(key, hp, ep),
+                                           compile_cache)
     if restored is None:
         carry = init_c(key, hp, ep)
     else:  # laid out as a fresh run's carry (sharded over devices, maybe processes)
         carry = ckpt.place(restored, init_c.output_shardings)
         history = restored.history
     with cpu_threefry.scoped():
-        chunk_c = jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep).compile()
+        chunk_c = compile_cache_lib.compile(
+            jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep), compile_cache)
     compile_s = time.perf_counter() - t0
     start = int(jax.device_get(_chunks_done(carry)))
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)

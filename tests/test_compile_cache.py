@@ -1,45 +1,56 @@
-"""``jaxq train`` keeps JAX's persistent compilation cache: a second run with the same shapes
-loads its programs (no new cache entries) instead of compiling them again. Subprocesses:
-the cache is a process-wide JAX setting that only the command-line tool turns on."""
+"""jaxq keeps its own compiled programs on disk (``jaxq.compile_cache``): a second run with
+the same shapes loads them (no new entries) and trains the same table, bit for bit; and
+nothing of JAX's process-wide settings changes."""
 
 import os
 import subprocess
 import sys
 
-ARGS = ["train", "--env", "FrozenLake-v1", "--num-envs", "64", "--total-steps", "6400",
-        "--num-chunks", "2", "--eval-every", "0", "--no-progress"]
+import jax
+import numpy as np
+
+import jaxq
+from jaxq import cli, compile_cache
+
+CFG = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=6400, num_chunks=2,
+                       eval_every=1, eval_episodes=32)
 
 
-def _train(out, *extra, env=None):
-    env = {**os.environ, **(env or {})}
-    r = subprocess.run([sys.executable, "-m", "jaxq", *ARGS, "--out", str(out), *extra],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r
-
-
-def test_second_run_hits_the_cache(tmp_path):
-    cache = tmp_path / "cache"
-    _train(tmp_path / "a", "--compile-cache", str(cache))
-    entries = sorted(os.listdir(cache))
-    assert len(entries) >= 2  # at least the init and the chunk programs
-    _train(tmp_path / "b", env={"JAXQ_COMPILE_CACHE": str(cache)})  # the variable, this time
-    assert sorted(os.listdir(cache)) == entries  # every program came from the cache
-
-
-def test_opting_out_changes_nothing(tmp_path, monkeypatch):
-    """In process (off, nothing of JAX's is touched): --no-compile-cache, 'off' and an
-    empty setting create no folder and set no cache."""
-    import jax
-
-    from jaxq import cli
-
+def test_second_run_loads_the_programs_and_trains_the_same_table(tmp_path):
     before = jax.config.jax_compilation_cache_dir
+    cache = tmp_path / "cache"
+    a = jaxq.train(CFG, progress=False, compile_cache=str(cache))
+    entries = sorted(os.listdir(cache))
+    assert len(entries) == 2  # the init and the chunk programs
+    b = jaxq.train(CFG, progress=False, compile_cache=str(cache))
+    assert sorted(os.listdir(cache)) == entries  # both came from the cache
+    np.testing.assert_array_equal(a.q, b.q)
+    np.testing.assert_array_equal(a.metrics["eval_return"], b.metrics["eval_return"])
+    assert jax.config.jax_compilation_cache_dir == before  # JAX's own cache untouched
+    for name in entries:  # a damaged entry is compiled afresh, not a failure
+        (cache / name).write_bytes(b"not an executable")
+    c = jaxq.train(CFG, progress=False, compile_cache=str(cache))
+    np.testing.assert_array_equal(a.q, c.q)
+
+
+def test_cli_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("JAXQ_COMPILE_CACHE", "off")
-    for path in (None, "off", "", cli.default_compile_cache()):
-        assert cli.enable_compile_cache(path) is None
+    monkeypatch.delenv(compile_cache.ENV_VAR, raising=False)
+    assert compile_cache.default_dir() == str(tmp_path / "xdg" / "jaxq" / "xla")
+    assert compile_cache.default_dir("off") is None and compile_cache.default_dir("") is None
+    assert compile_cache.default_dir(str(tmp_path / "c")) == str(tmp_path / "c")
+    monkeypatch.setenv(compile_cache.ENV_VAR, "off")
+    assert compile_cache.default_dir() is None
     args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "o"),
                                           "--no-compile-cache"])
     assert args.no_compile_cache
-    assert not (tmp_path / "xdg").exists() and jax.config.jax_compilation_cache_dir == before
+
+
+def test_cli_rerun_hits_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    argv = [sys.executable, "-m", "jaxq", "train", "--env", "FrozenLake-v1", "--num-envs", "64",
+            "--total-steps", "6400", "--num-chunks", "2", "--eval-every", "0", "--no-progress",
+            "--out", str(tmp_path / "a"), "--compile-cache", str(cache)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(os.listdir(cache)) == 2

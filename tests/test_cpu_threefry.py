@@ -89,21 +89,10 @@ print(before == f())
     assert out.stdout.strip().splitlines()[-1] == "True"
 
 
-def test_process_wide_opt_in_and_back():
-    try:
-        assert cpu_threefry.set_cpu_threefry("unrolled")
-        assert "while" not in _bits((3, 1000))[1]
-    finally:
-        assert cpu_threefry.set_cpu_threefry("rolled")  # JAX's own CPU rule
-    assert "while" in _bits((3, 1000))[1]
-
-
 def test_bad_setting_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(cpu_threefry.ENV_VAR, "fast")
     with pytest.raises(ValueError, match="JAXQ_CPU_THREEFRY must be one of"):
         cpu_threefry.choice_from_env()
-    with pytest.raises(ValueError, match="lowering must be one of"):
-        cpu_threefry.set_cpu_threefry("loop")
     with pytest.raises(ValueError, match="lowering must be one of"):
         with cpu_threefry.scoped("loop"):
             pass
