@@ -49,7 +49,7 @@ def _entry(lowered) -> str:
 
 def compile(lowered, cache_dir: str | None) -> Any:
     """``lowered.compile()``, through the cache in ``cache_dir`` (None: no cache)."""
-    if cache_dir is None:
+    if cache_dir is None or jax.process_count() > 1:  # (one process's programs only)
         return lowered.compile()
     from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
