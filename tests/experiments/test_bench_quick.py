@@ -50,7 +50,11 @@ def test_quick_results_schema(quick_run):
                 "cpu_per_wall", "episodes"} <= set(r)
         assert len(r["times_s"]) == cfg["repeats"]
     for r in by_impl["numpy"]:
-        assert r["dense"] is True and r["episodes"] > 0
+        # every episode of FrozenLake8x8 ends by step 200 (its time limit), so a learner that
+        # ran E env steps over N envs finished at least E // (200 N) episodes per env; a short
+        # timed run on a slow machine may finish none, which is not an error
+        assert r["dense"] is True and r["env_steps"] >= r["num_envs"]
+        assert r["episodes"] >= r["num_envs"] * (r["env_steps"] // (200 * r["num_envs"]))
     (classic,) = by_impl["classic"]
     assert classic["gymnasium_id"] == "FrozenLake-v1"
     for r in recs:
