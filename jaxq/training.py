@@ -616,6 +616,7 @@ def train(
     stop_after_chunks: int | None = None,
     before_run: Callable[[], None] | None = None,
     compile_cache: str | None = None,
+    callback: Callable[[int, dict[str, float]], Any] | None = None,
 ) -> TrainResult:
     """Train with a progress bar, in compiled chunks; optionally checkpoint and resume.
 
@@ -626,7 +627,11 @@ def train(
     once everything is validated (config, devices, checkpoint) and before anything
     compiles, e.g. to write a run's files only when the run can start. ``compile_cache``:
     a folder where the compiled programs are kept (``jaxq.compile_cache``; None: none),
-    so a rerun with the same shapes skips compiling.
+    so a rerun with the same shapes skips compiling. ``callback(chunk, metrics)`` is called
+    on the host after every chunk (``chunk`` counts from 1; ``metrics`` is that chunk's row
+    of the history as Python numbers, plus ``episodes``, the run's total so far), so any
+    logger (TensorBoard, Weights & Biases, MLflow) can follow a run without jaxq depending
+    on it.
 
     Progress goes to stderr: a bar on a terminal, plain lines (one per ~10%) otherwise.
     """
@@ -692,6 +697,10 @@ def train(
                                                 i, config, has_success))
         if bar is not None:
             bar.update(i + 1, dt, float(history["mean_return"][-1]))
+        if callback is not None:
+            row: dict[str, float] = {k: v[-1].item() for k, v in history.items()}
+            row["episodes"] = int(np.sum(history["episodes_in_chunk"]))
+            callback(i + 1, row)
         if checkpoint_every and ((i + 1) % checkpoint_every == 0 or i + 1 == plan["num_chunks"]):
             ckpt.save(checkpoint_path, carry, history, config_json)
     if bar is not None:
