@@ -15,6 +15,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "make": "jaxq.envs",
     "registered_ids": "jaxq.envs",
+    "register": "jaxq.envs",
+    "to_gymnasium": "jaxq.gymnasium_interop",
+    "to_gymnasium_vector": "jaxq.gymnasium_interop",
+    "from_gymnasium": "jaxq.gymnasium_interop",
     "TabularModel": "jaxq.model",
     "tabular_model": "jaxq.model",
     "value_iteration": "jaxq.model",
