@@ -59,7 +59,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jaxq import benchlib  # noqa: E402
+import benchlib  # noqa: E402
 from jaxq.model import greedy_policy  # noqa: E402
 
 EXPERIMENT = "convergence"

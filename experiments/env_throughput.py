@@ -45,7 +45,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jaxq import benchlib  # noqa: E402
+import benchlib  # noqa: E402
 
 EXPERIMENT = "env_throughput"
 SCHEMA_VERSION = 1

@@ -7,8 +7,8 @@
 
 Every experiment with a ``<root>/results/<experiment>/results.json`` gets its section
 (between ``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers), rendered by that
-experiment's own ``render_markdown(results)`` (``throughput``, ``jaxq.bench``
-for bench, ``time_to_solution``, ``env_throughput``, ``scaling``, ``sweeps``, ``convergence``; Sutton &
+experiment's own ``render_markdown(results)`` (``throughput``, ``bench``,
+``time_to_solution``, ``env_throughput``, ``scaling``, ``sweeps``, ``convergence``; Sutton &
 Barto's section is rendered here). Rendering reads the results dict alone (no clock, no
 machine state), so the same results give the same bytes. Text outside the markers is kept as it
 is; a new file starts with ``benchlib.MARKDOWN_HEADER`` and the sections in the order
@@ -25,12 +25,12 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent  # results and BENCHMARKS.md live beside this script
 sys.path.insert(0, str(HERE))
-from jaxq import benchlib  # noqa: E402
+import benchlib  # noqa: E402
 
 # section name -> (results directory under <root>/results, module with render_markdown)
 SECTIONS: dict[str, tuple[str, str]] = {
     "throughput": ("throughput", "throughput"),
-    "bench": ("bench", "jaxq.bench"),
+    "bench": ("bench", "bench"),
     "time_to_solution": ("time_to_solution", "time_to_solution"),
     "env_throughput": ("env_throughput", "env_throughput"),
     "cpu_threefry": ("cpu_threefry", "cpu_threefry"),

@@ -12,8 +12,9 @@ config, the device, the jax and jaxlib versions and every figure, an archived
   throughput        steps/s vs N (1 ... 2^20) per env, rule and strategy, beside the classic
                     loop, the threaded dict, plain and optimized vectorized NumPy and
                     gymnax's CartPole, with the issue's goals checked (``throughput.py``)
-  bench             ``jaxq bench``: one env and rule against the baselines, and what the
-                    conveniences (evaluation, progress, checkpoints) cost (``jaxq/bench.py``)
+  bench             one env and rule, jaxq against the baselines, and what the conveniences
+                    (evaluation, progress, checkpoints) cost (``bench.py``; ``jaxq bench``,
+                    in the package, measures jaxq alone)
   time_to_solution  seconds until the greedy policy is within 2% of optimal, jaxq vs NumPy vs
                     the classic loop, on FrozenLake, Taxi and 64-1024 mazes
                     (``time_to_solution.py``)
@@ -34,11 +35,10 @@ everything runs on JAX's default backend (``JAX_PLATFORMS`` chooses another), an
 results name it.
 
 ``--out DIR``: the root for ``results/`` and ``BENCHMARKS.md`` (default: ``experiments/``;
-with ``--quick``, a new temp dir, as the scripts do). ``--profile DIR``: for bench,
-``jaxq bench --profile DIR`` (it traces a few chunks at one N, prints where the time goes
-and writes no results); for the others, a JAX profiler trace of the whole run into
-``DIR/<experiment>/`` (TensorBoard / Perfetto), except scaling and throughput, whose
-device work runs (partly) in child processes. Arguments after ``--`` go to the experiment's script
+with ``--quick``, a new temp dir, as the scripts do). ``--profile DIR``: a JAX profiler
+trace of the whole run into ``DIR/<experiment>/`` (TensorBoard / Perfetto), except scaling
+and throughput, whose device work runs (partly) in child processes. (To trace jaxq's chunk
+at one N and see where the time goes: ``jaxq bench --profile DIR --num-envs N``.) Arguments after ``--`` go to the experiment's script
 as they are (``run.py sweeps -- --seeds 3 --steps 100000``).
 """
 
@@ -57,7 +57,7 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent  # the default root: results go beside this script
 sys.path.insert(0, str(HERE))
-from jaxq import benchlib  # noqa: E402
+import benchlib  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Spec:
 SPECS: dict[str, Spec] = {
     # throughput's strategies run in a child process: no trace (it would start JAX here)
     "throughput": Spec("throughput", ("--full",), profile="none"),
-    "bench": Spec("jaxq.bench", profile="native"),
+    "bench": Spec("bench"),
     "time_to_solution": Spec("time_to_solution", ("--full",)),
     "env_throughput": Spec("env_throughput"),
     "cpu_threefry": Spec("cpu_threefry"),

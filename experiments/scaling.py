@@ -79,7 +79,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "baselines"))
-from jaxq import benchlib  # noqa: E402
+import benchlib  # noqa: E402
 
 EXPERIMENT = "scaling"
 SCHEMA_VERSION = 1

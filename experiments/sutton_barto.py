@@ -53,7 +53,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jaxq import benchlib  # noqa: E402
+import benchlib  # noqa: E402
 
 EXPERIMENT = "sutton_barto"
 SCHEMA_VERSION = 1

@@ -10,7 +10,10 @@ calls of about ``--target-s`` each; compile time reported apart; N = 1, 4, 16, .
   one device, on FrozenLake 4x4 and 8x8 (slippery), Taxi-v3, CliffWalking-v1, a 256x256
   maze (1024x1024 with ``--full``) and gymnax's CartPole-v1 through jaxq's discretizing
   adapter (``bins`` per observation dimension). ``learner.chunk`` compiled ahead of time
-  (``jaxq.bench.measure_jaxq``), as ``jaxq.train`` runs it.
+  (``jaxq.bench.measure_jaxq``), as ``jaxq.train`` runs it, with the HLO figures of every
+  compiled chunk: threefry evaluations per step (xor ops in the step's optimized HLO over
+  one evaluation's) and bytes accessed per env step (XLA's cost analysis / N), counted as
+  ``jaxq bench`` counts them (``jaxq/bench.py``'s docstring).
 * **rules**: FrozenLake 8x8 with Q-learning, SARSA, Expected SARSA, Double Q-learning and
   4-step Q-learning.
 * **strategies**: FrozenLake 8x8 Q-learning with ``replicated``, ``sharded`` and ``async``
@@ -23,7 +26,7 @@ calls of about ``--target-s`` each; compile time reported apart; N = 1, 4, 16, .
   textbook threaded learner (``baselines/threaded_dict.py``: Python threads sharing a
   dict behind a lock; 1, 2 and 4 threads), the *plain* vectorized NumPy learner an RL
   student writes (``baselines/numpy_plain.py``) and the fastest vectorized NumPy learner
-  we could write (``jaxq.bench.NumpyQLearner``), both one thread as NumPy is; and, for
+  we could write (``baselines/numpy_vectorized.py``), both one thread as NumPy is; and, for
   scale, gymnax's own CartPole-v1 stepped with random actions (``vmap(env.step)``, no
   learning: the speed of JAX RL's reference environment library).
 
@@ -53,7 +56,9 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "baselines"))
-from jaxq import benchlib  # noqa: E402
+import benchlib  # noqa: E402
+import classic_loop  # noqa: E402
+import numpy_vectorized  # noqa: E402
 
 EXPERIMENT = "throughput"
 SCHEMA_VERSION = 2
@@ -124,9 +129,8 @@ def jaxq_series(panel: str, label: str, overrides: dict[str, Any], sizes: list[i
     from jaxq import bench
 
     log(f"[{panel}] {label}")
-    recs = bench.measure_jaxq(None, overrides.get("algo", "q_learning"), sizes, s["target_s"],
-                              s["repeats"], s["seed"], log,
-                              make_config=config_factory(overrides, s["seed"]))
+    recs = bench.measure_jaxq(config_factory(overrides, s["seed"]), sizes, s["target_s"],
+                              s["repeats"], log)
     return {"panel": panel, "label": label, "impl": "jaxq", "config": _jsonable(overrides),
             "records": recs}
 
@@ -172,12 +176,10 @@ def baseline_series(sizes: list[int], s: dict[str, Any], log: Callable[[str], No
     import numpy_plain
     import scaling
 
-    from jaxq import bench
-
-    spec = bench.load_env(BASE_ENV)
+    spec = benchlib.load_env(BASE_ENV)
     log("[baselines] vectorized NumPy (optimized), one thread")
-    numpy_opt = bench.measure_numpy(spec, sizes, s["target_s"], s["repeats"], s["seed"],
-                                    s["numpy_budget_s"], log)
+    numpy_opt = numpy_vectorized.measure_numpy(spec, sizes, s["target_s"], s["repeats"],
+                                               s["seed"], s["numpy_budget_s"], log)
     log("[baselines] vectorized NumPy (plain), one thread")
     numpy_plain_recs = numpy_plain.measure_plain_numpy(spec, sizes, s["target_s"], s["repeats"],
                                                        s["seed"], s["numpy_budget_s"], log)
@@ -186,7 +188,8 @@ def baseline_series(sizes: list[int], s: dict[str, Any], log: Callable[[str], No
         env_throughput.Case("CartPole-v1", "CartPole-v1", "gymnax"), sizes, s["target_s"],
         s["repeats"], s["seed"], 1 << 24, log)
     log("[baselines] classic loop")
-    classic = bench.measure_classic(spec, max(s["target_s"], 0.2), s["repeats"], s["seed"], log)
+    classic = classic_loop.measure_classic(spec, max(s["target_s"], 0.2), s["repeats"], s["seed"],
+                                           log)
     log("[baselines] threaded dict")
     threaded = scaling.run_threaded(s["threads"], s["threaded_steps"], s["seed"], log)
     series = [
@@ -213,7 +216,7 @@ def paired_headline(s: dict[str, Any], sweep: dict[str, Any] | None,
 
     n = s["headline_envs"]
     n_plain = min(n, 65536)  # the plain learner is flat past ~4k envs
-    spec = bench.load_env(BASE_ENV)
+    spec = benchlib.load_env(BASE_ENV)
     target = s["target_s"]
     out: dict[str, Any] = {"num_envs": n, "plain_num_envs": n_plain, "rounds": []}
     try:
@@ -222,11 +225,12 @@ def paired_headline(s: dict[str, Any], sweep: dict[str, Any] | None,
         if iters is None:
             raise ValueError(f"the sweep has no FrozenLake 8x8 point at N = {n:,}")
         cc = bench.CompiledChunk(config_factory({}, s["seed"])(n, iters))
+        out["hlo"] = cc.hlo_figures()
         cc()
-        opt = bench.NumpyQLearner(spec, n, seed=s["seed"])
+        opt = numpy_vectorized.NumpyQLearner(spec, n, seed=s["seed"])
         plain = numpy_plain.PlainNumpyQLearner(spec, n_plain, seed=s["seed"])
-        env, _ = bench.make_classic_env(spec)
-        classic = bench.ClassicQLearning(env, seed=s["seed"])
+        env, _ = classic_loop.make_classic_env(spec)
+        classic = classic_loop.ClassicQLearning(env, seed=s["seed"])
 
         def timed(fn, *a):
             t = time.perf_counter()
@@ -376,6 +380,7 @@ def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print) 
         "plots": {"throughput": "throughput.png", "headline": "headline.png"},
     }
     results["summary"] = summary(results)
+    results["hlo"] = hlo_summary(results)
     results["goals"] = goals(results)
     log(f"done in {elapsed:.0f} s")
     return results
@@ -421,6 +426,29 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     for name, rate in refs.items():
         out["ratios"][name] = (jaxq["steps_per_s"] / rate) if (jaxq and rate) else None
     out["baseline_best"] = refs
+    return out
+
+
+def hlo_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The HLO figures (``jaxq.bench.CompiledChunk.hlo_figures``) of each jaxq series of the
+    envs and rules panels at its largest N, and of the interleaved rounds' chunk (FrozenLake
+    8x8 at the headline N): threefry evaluations per step and bytes accessed per env step.
+    (The strategies run in scaling.py's worker, which does not report them.)"""
+    keys = ("threefry_per_step", "xor_ops_step", "xor_per_threefry", "bytes_per_env_step",
+            "threefry_lowering")
+    out = []
+    for x in results["series"]:
+        if x["impl"] != "jaxq" or x["panel"] not in ("envs", "rules") or x.get("same_as"):
+            continue
+        recs = [r for r in x["records"] if r.get("hlo")]
+        if recs:
+            r = max(recs, key=lambda r: r["num_envs"])
+            out.append({"panel": x["panel"], "label": x["label"], "num_envs": r["num_envs"],
+                        **{k: r["hlo"].get(k) for k in keys}})
+    head = results.get("headline") or {}
+    if head.get("hlo"):
+        out.append({"panel": "headline", "label": "FrozenLake 8x8 (interleaved rounds)",
+                    "num_envs": head["num_envs"], **{k: head["hlo"].get(k) for k in keys}})
     return out
 
 
@@ -603,6 +631,25 @@ def render_markdown(results: dict[str, Any]) -> str:
                     + [f"{benchlib.human(b['steps_per_s'])} ({b['num_envs']:,})" if b else "–"])
     lines.append(benchlib.table(header, rows, ["l", "l"] + ["r"] * (len(ns) + 1)))
     lines.append("")
+    hlo = results.get("hlo") or []
+    if hlo:
+        lines.append(
+            "**What XLA runs per step** (the optimized HLO of each compiled chunk, at the "
+            "series' largest N): *threefry/step* = xor ops in the step's HLO (the chunk's "
+            "loop body, fusions included) / xor ops of one threefry2x32 evaluation compiled "
+            "with the same lowering, so a fusion that recomputes the random words counts "
+            "again; *B/env step* = XLA's cost-analysis bytes accessed of the chunk (loop body "
+            "once) / N.")
+        lines.append("")
+        rows = [[h["panel"], h["label"], f"{h['num_envs']:,}",
+                 "–" if h["threefry_per_step"] is None else f"{h['threefry_per_step']:.1f}",
+                 f"{h['xor_ops_step']} / {h['xor_per_threefry']}",
+                 "–" if h["bytes_per_env_step"] is None else f"{h['bytes_per_env_step']:,.0f}",
+                 str(h["threefry_lowering"])] for h in hlo]
+        lines.append(benchlib.table(["panel", "series", "N", "threefry/step", "xor ops",
+                                     "B/env step", "threefry lowering"], rows,
+                                    ["l", "l", "r", "r", "r", "r", "l"]))
+        lines.append("")
     st = cfg["strategies"]
     if st.get("forced_host_devices"):
         lines.append(f"Strategies ran on {st['devices']} *forced* CPU devices sharing the same "

@@ -14,17 +14,19 @@ cell a start): from the top-left alone the goal of a 256 maze is 510 moves away,
 0.99^509 is tiny and random exploration almost never gets there; with uniform starts
 episodes begin near the goal too, so values spread back from it.
 
-**Learners** (``jaxq/bench.py`` has all three; every one is one-step Q-learning with
-constant lr and epsilon, epsilon-greedy with random ties):
+**Learners** (every one is one-step Q-learning with constant lr and epsilon,
+epsilon-greedy with random ties):
 
 * *jaxq*: ``learner.chunk`` compiled ahead of time (``jaxq.bench.CompiledChunk``, as
   ``jaxq.train`` does it), N environments per batched step with the per-cell mean of their
   TD errors; its compile time (init + chunk) is reported apart and included in its total.
-* *NumPy*: ``jaxq.bench.NumpyQLearner``, the same batched algorithm (same N, lr, epsilon)
-  vectorized on the host, one thread; its setup (the model's per-step tables) is included.
-* *classic loop*: ``jaxq.bench.ClassicQLearning`` over ``make_classic_env`` (Gymnasium's
-  FrozenLake / Taxi; the mazes as a Gymnasium env over jaxq's exact model), one step at a
-  time, with its own tuned lr and epsilon.
+* *NumPy*: ``NumpyQLearner`` (``baselines/numpy_vectorized.py``), the same batched
+  algorithm (same N, lr, epsilon) vectorized on the host, one thread; its setup (the
+  model's per-step tables) is included.
+* *classic loop*: ``ClassicQLearning`` over ``make_classic_env``
+  (``baselines/classic_loop.py``; Gymnasium's FrozenLake / Taxi; the mazes as a
+  Gymnasium env over jaxq's exact model), one step at a time, with its own tuned lr and
+  epsilon.
 
 Deterministic envs (Taxi, the mazes) take lr = 1: every TD error of a cell in one batched
 step is then the same, so its mean is exact and one update sets the cell to its target.
@@ -66,7 +68,10 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jaxq import benchlib  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
+import benchlib  # noqa: E402
+import classic_loop  # noqa: E402
+import numpy_vectorized  # noqa: E402
 
 EXPERIMENT = "time_to_solution"
 SCHEMA_VERSION = 1
@@ -308,11 +313,9 @@ def tts_jaxq(case: Case, checker: GreedyValue, cap_s: float, seed: int) -> dict[
 
 
 def tts_numpy(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int) -> dict[str, Any]:
-    from jaxq import bench
-
     t0 = time.perf_counter()
-    learner = bench.NumpyQLearner(spec, case.num_envs, gamma=GAMMA, lr=case.lr,
-                                  epsilon=case.epsilon, seed=seed)
+    learner = numpy_vectorized.NumpyQLearner(spec, case.num_envs, gamma=GAMMA, lr=case.lr,
+                                             epsilon=case.epsilon, seed=seed)
     setup_s = time.perf_counter() - t0
     tr = Tracker(checker, cap_s, case.check_s)
     unit_s = max(min(case.check_s, 1.0) / 4, 0.002)  # a block of batched steps takes ~this
@@ -333,11 +336,9 @@ def tts_numpy(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int) -
 
 
 def tts_classic(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int) -> dict[str, Any]:
-    from jaxq import bench
-
-    env, gym_id = bench.make_classic_env(spec)
-    learner = bench.ClassicQLearning(env, gamma=GAMMA, lr=case.classic_lr,
-                                     epsilon=case.classic_epsilon, seed=seed)
+    env, gym_id = classic_loop.make_classic_env(spec)
+    learner = classic_loop.ClassicQLearning(env, gamma=GAMMA, lr=case.classic_lr,
+                                            epsilon=case.classic_epsilon, seed=seed)
     tr = Tracker(checker, cap_s, case.check_s)
     t_start = time.perf_counter()
 
@@ -357,7 +358,6 @@ def tts_classic(case: Case, spec, checker: GreedyValue, cap_s: float, seed: int)
 
 def run_case(case: Case, mode: str, seed: int, log: Log) -> tuple[dict[str, Any], list[dict]]:
     """The env's facts (V*, states) and one row per learner."""
-    from jaxq import bench
 
     env: dict[str, Any] = {"env": case.key, "label": case.label, "env_id": case.env_id,
                            "env_kwargs": case.env_kwargs, "check_s": case.check_s,
@@ -365,7 +365,7 @@ def run_case(case: Case, mode: str, seed: int, log: Log) -> tuple[dict[str, Any]
     rows: list[dict[str, Any]] = []
     try:
         t0 = time.perf_counter()
-        spec = bench.load_env(case.env_id, case.env_kwargs)
+        spec = benchlib.load_env(case.env_id, case.env_kwargs)
         env["load_s"] = time.perf_counter() - t0
         checker = GreedyValue(spec)
         checker.evaluate(np.zeros(spec.shape[:2], np.float32))  # compile the check once

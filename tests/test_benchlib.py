@@ -1,4 +1,4 @@
-"""``jaxq/benchlib.py``, the helpers every benchmark script shares (markdown sections,
+"""``experiments/benchlib.py``, the helpers every benchmark script shares (markdown sections,
 units, strict JSON, timing loops), and where results go: beside the script that runs,
 or ``--out``, or the current directory, never into the tree jaxq was installed from
 (issue 9, item 14). The experiments themselves run in ``tests/experiments`` (``make
@@ -15,8 +15,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import experiment_modules
 import jaxq
-from jaxq import bench, benchlib
+from jaxq import bench
+
+benchlib = experiment_modules.load("benchlib")
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(jaxq.__file__).resolve().parent
@@ -88,6 +91,17 @@ def test_time_scaled_picks_the_count_that_meets_the_target(monkeypatch):
     assert probes[-1] * 1e-3 >= 0.5 / 4 > probes[-2] * 1e-3  # stopped at the first long run
     t = benchlib.time_scaled(run, target_s=0.5, repeats=1, guess=300, round_pow2=False)
     assert t.iters == 500
+
+
+def test_the_package_does_not_import_the_experiments():
+    """jaxq is the library: nothing under jaxq/ reaches up into experiments/ (the
+    baselines, results files and BENCHMARKS.md rendering live there)."""
+    offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                 if any(w in p.read_text(encoding="utf-8")
+                        for w in ("import benchlib", "jaxq.benchlib", "from experiments",
+                                  "import experiments", "sys.path.insert"))]
+    assert offenders == []
+    assert not (PACKAGE / "benchlib.py").exists()
 
 
 def test_cli_bench_delegates(monkeypatch):

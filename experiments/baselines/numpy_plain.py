@@ -2,7 +2,7 @@
 written the way an RL student would write it with NumPy, for comparison only.
 
 Same algorithm and semantics as jaxq's ``aggregation="mean"`` Q-learning with constant lr
-and epsilon (and as ``NumpyQLearner`` in ``jaxq/bench.py``), but in clear, idiomatic
+and epsilon (and as ``NumpyQLearner`` in ``numpy_vectorized.py``), but in clear, idiomatic
 NumPy: the N envs' states as an array, fresh ``rng.random`` / ``rng.integers`` draws each
 step, fancy indexing into the exact ``[S, A, K]`` model, ``np.bincount`` for the per-cell
 mean of the TD errors. No per-step tables, no ``out=`` buffers, no cache blocking.
@@ -16,11 +16,17 @@ before reaching for jaxq, so the benchmark reports jaxq's speed against both.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from jaxq import bench
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # experiments/: benchlib
+sys.path.insert(0, str(HERE))
+import benchlib  # noqa: E402
+import numpy_vectorized  # noqa: E402
 
 IMPL = "numpy_plain"
 
@@ -40,8 +46,8 @@ class PlainNumpyQLearner:
     terminated or truncated) and ``successes`` (terminations with a positive reward).
     """
 
-    def __init__(self, spec: bench.EnvSpec, num_envs: int, gamma: float = bench.GAMMA,
-                 lr: float = bench.LR, epsilon: float = bench.EPSILON, seed: int = 0):
+    def __init__(self, spec: benchlib.EnvSpec, num_envs: int, gamma: float = benchlib.GAMMA,
+                 lr: float = benchlib.LR, epsilon: float = benchlib.EPSILON, seed: int = 0):
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
@@ -119,32 +125,32 @@ class PlainNumpyQLearner:
         self.successes += int((term & (r > 0)).sum())
 
 
-def measure_plain_numpy(spec: bench.EnvSpec, sizes: list[int], target_s: float,
+def measure_plain_numpy(spec: benchlib.EnvSpec, sizes: list[int], target_s: float,
                         repeats: int, seed: int, budget_s: float,
                         log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Plain NumPy steps/s at each N, timed exactly as ``bench.measure_numpy`` times the
-    optimized learner (records with ``impl="numpy_plain"``)."""
-    return bench.measure_numpy(spec, sizes, target_s, repeats, seed, budget_s, log,
-                               learner_cls=PlainNumpyQLearner, impl=IMPL)
+    """Plain NumPy steps/s at each N, timed exactly as ``numpy_vectorized.measure_numpy``
+    times the optimized learner (records with ``impl="numpy_plain"``)."""
+    return numpy_vectorized.measure_numpy(spec, sizes, target_s, repeats, seed, budget_s, log,
+                                          learner_cls=PlainNumpyQLearner, impl=IMPL)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", default=bench.DEFAULT_ENV)
+    p.add_argument("--env", default="FrozenLake8x8-v1")
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 4096, 65536, 262144])
     p.add_argument("--target-s", type=float, default=0.3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget-s", type=float, default=600.0)
     p.add_argument("--with-numpy", action="store_true",
-                   help="also measure bench.NumpyQLearner (the optimized one)")
+                   help="also measure numpy_vectorized.NumpyQLearner (the optimized one)")
     args = p.parse_args(argv)
-    spec = bench.load_env(args.env)
+    spec = benchlib.load_env(args.env)
     records = measure_plain_numpy(spec, args.sizes, args.target_s, args.repeats, args.seed,
                                   args.budget_s, print)
     if args.with_numpy:
-        records += bench.measure_numpy(spec, args.sizes, args.target_s, args.repeats,
-                                       args.seed, args.budget_s, print)
+        records += numpy_vectorized.measure_numpy(spec, args.sizes, args.target_s,
+                                                  args.repeats, args.seed, args.budget_s, print)
     return records
 
 

@@ -1,9 +1,9 @@
-"""``jaxq bench``: the ``--quick`` run in process (its JSON
-schema and BENCHMARKS.md section), and the baselines it compares against: the vectorized
-NumPy learner is exactly the batched algorithm (checked step by step against a per-env
-reference driven by the same random words) and it learns. (Time to solution, and its
-greedy-value checker, are tested in ``test_time_to_solution_quick.py``.) Nothing here
-asserts a speed."""
+"""``experiments/bench.py`` (jaxq against the baselines): the ``--quick`` run in process
+(its JSON schema and BENCHMARKS.md section), and the baselines it compares against: the
+vectorized NumPy learner is exactly the batched algorithm (checked step by step against a
+per-env reference driven by the same random words) and it learns. Also ``jaxq bench
+--profile`` (the package's tool) at a tiny size. (Time to solution, and its greedy-value
+checker, are tested in ``test_time_to_solution_quick.py``.) Nothing here asserts a speed."""
 
 import json
 import math
@@ -11,7 +11,12 @@ import math
 import numpy as np
 import pytest
 
-from jaxq import bench
+import experiment_modules
+from jaxq import bench as jaxq_bench
+
+bench = experiment_modules.load("bench")
+benchlib = experiment_modules.load("benchlib")
+numpy_vectorized = experiment_modules.load("numpy_vectorized")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def test_quick_results_schema(quick_run):
     archived = [p for p in out.glob("*.json") if p.name != "results.json"]
     assert len(archived) == 1 and archived[0].name.startswith(results["info"]["device"]["slug"])
 
-    assert stored["experiment"] == "bench" and stored["schema_version"] == 1
+    assert stored["experiment"] == "bench" and stored["schema_version"] == 2
     assert {"date_utc", "machine", "device", "versions"} <= set(stored["info"])
     cfg = stored["config"]
     assert cfg["quick"] is True and cfg["num_envs"] == [1, 16]
@@ -49,6 +54,7 @@ def test_quick_results_schema(quick_run):
         assert {"steps_per_s", "compile_s", "chunk_iters", "median_s", "times_s",
                 "cpu_per_wall", "episodes"} <= set(r)
         assert len(r["times_s"]) == cfg["repeats"]
+        assert r["hlo"]["threefry_per_step"] >= 1 and r["hlo"]["bytes_per_env_step"] > 0
     for r in by_impl["numpy"]:
         # every episode of FrozenLake8x8 ends by step 200 (its time limit), so a learner that
         # ran E env steps over N envs finished at least E // (200 N) episodes per env; a short
@@ -71,7 +77,8 @@ def test_quick_markdown_section(quick_run):
     assert text.count(begin) == 1 and text.count(end) == 1
     section = text[text.index(begin):text.index(end)]
     assert results["info"]["date_utc"][:10] in section
-    assert "| N | jaxq steps/s | chunk_iters | compile (s) | cpu/wall | NumPy steps/s |" in section
+    assert ("| N | jaxq steps/s | chunk_iters | compile (s) | cpu/wall | NumPy steps/s | "
+            "cpu/wall | jaxq / NumPy | threefry/step | B/env step |") in section
     assert "**Classic loop**" in section and "x the classic loop" in section
     assert "jaxq / vectorized NumPy" in section
     assert "Time to solution" not in section
@@ -169,10 +176,10 @@ def _reference_step(spec, q, s, t, words, gamma, lr, eps16):
     ("FrozenLake-v1", {"success_rate": 1.0}, True, 0.5),
 ])
 def test_numpy_learner_is_the_batched_algorithm(env_id, kwargs, dense, epsilon):
-    spec = bench.load_env(env_id, kwargs)
+    spec = benchlib.load_env(env_id, kwargs)
     n, gamma, lr = 37, 0.9, 0.5
-    learner = bench.NumpyQLearner(spec, n, gamma=gamma, lr=lr, epsilon=epsilon, seed=0,
-                                  block=16, dense=dense)  # 3 blocks, the last partial
+    learner = numpy_vectorized.NumpyQLearner(spec, n, gamma=gamma, lr=lr, epsilon=epsilon,
+                                             seed=0, block=16, dense=dense)  # 3 blocks
     assert learner.dense is dense
     assert learner.eps16 == math.ceil(epsilon * 65536)  # u16 < eps16 <=> u < epsilon
     fake = _Words(1)
@@ -201,23 +208,24 @@ def test_numpy_learner_learns_frozen_lake():
     import jax
     import jaxq
 
-    spec = bench.load_env("FrozenLake-v1")
-    learner = bench.NumpyQLearner(spec, 256, lr=0.1, epsilon=0.5, seed=0)
+    spec = benchlib.load_env("FrozenLake-v1")
+    learner = numpy_vectorized.NumpyQLearner(spec, 256, lr=0.1, epsilon=0.5, seed=0)
     learner.run(2000)  # 512k env steps
     q = learner.q_table()
     ev = jaxq.evaluate(spec.env, spec.params, q, num_episodes=2000, key=jax.random.key(1))
     assert float(ev.success_rate) > 0.5
-    v_star = float(jaxq.start_value(spec.model, jaxq.value_iteration(spec.model, bench.GAMMA)))
-    v_pi = float(jaxq.policy_start_value(spec.model, np.argmax(q, axis=1), bench.GAMMA))
+    v_star = float(jaxq.start_value(spec.model, jaxq.value_iteration(spec.model, benchlib.GAMMA)))
+    v_pi = float(jaxq.policy_start_value(spec.model, np.argmax(q, axis=1), benchlib.GAMMA))
     assert v_star - v_pi < 0.1 * v_star
     assert learner.episodes > 0 and learner.successes > 0
 
 
 def test_profile_writes_a_trace(tmp_path):
-    res = bench.run(["--profile", str(tmp_path), "--num-envs", "16", "--chunk-iters", "32",
-                     "--profile-chunks", "2"], log=lambda s: None)
+    res = jaxq_bench.run(["--profile", str(tmp_path), "--num-envs", "16", "--chunk-iters",
+                          "32", "--profile-chunks", "2"], log=lambda s: None)
     assert (tmp_path / "profile_summary.json").exists()
     assert res["num_envs"] == 16 and res["steps_per_chunk"] == 16 * 32
     assert res["trace"] is not None and res["trace"]["events"] > 0
-    text = bench.render_profile(res)
+    text = jaxq_bench.render_profile(res)
     assert "compile" in text and "host overhead" in text
+    assert res["hlo"]["threefry_per_step"] >= 1 and "threefry evaluations per step" in text

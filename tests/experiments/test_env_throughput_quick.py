@@ -1,6 +1,6 @@
 """``experiments/env_throughput.py --quick`` stays runnable: in process on tiny sizes,
 its JSON schema and its BENCHMARKS.md section; the NumPy FrozenLake it steps is jaxq's
-MDP. (The helpers of ``jaxq/benchlib.py`` are tested in ``tests/test_benchlib.py``.)"""
+MDP. (The helpers of ``experiments/benchlib.py`` are tested in ``tests/test_benchlib.py``.)"""
 
 import json
 import math

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import jaxq
-from jaxq import bench
 import experiment_modules
 
 
 numpy_plain = experiment_modules.load("numpy_plain")
+benchlib = experiment_modules.load("benchlib")
+numpy_vectorized = experiment_modules.load("numpy_vectorized")
 PlainNumpyQLearner = numpy_plain.PlainNumpyQLearner
 
 GAMMA = 0.99
@@ -21,12 +22,12 @@ GAMMA = 0.99
 
 @pytest.fixture(scope="module")
 def lake():
-    return bench.load_env("FrozenLake-v1", {"is_slippery": False})
+    return benchlib.load_env("FrozenLake-v1", {"is_slippery": False})
 
 
 @pytest.fixture(scope="module")
 def slippery():
-    return bench.load_env("FrozenLake-v1", {"is_slippery": True})
+    return benchlib.load_env("FrozenLake-v1", {"is_slippery": True})
 
 
 def _q_star(spec):
@@ -63,7 +64,7 @@ def test_learns_optimal_policy_on_slippery_lake(slippery):
 
 
 def test_counters_and_auto_reset():
-    spec = bench.load_env("FrozenLake-v1", {"is_slippery": True, "max_steps": 5})
+    spec = benchlib.load_env("FrozenLake-v1", {"is_slippery": True, "max_steps": 5})
     N, steps = 64, 40
     learner = PlainNumpyQLearner(spec, N, seed=1)
     terminal = np.unique(spec.next_state[spec.terminated])  # holes and the goal
@@ -84,7 +85,7 @@ def test_counters_and_auto_reset():
 def test_outcomes_follow_the_model():
     # success_rate 0.6: intended move 0.6, each perpendicular 0.2. From state 2 (top row)
     # action DOWN lands in 1, 6 or 3 (LEFT, DOWN, RIGHT), none terminal.
-    spec = bench.load_env("FrozenLake-v1", {"is_slippery": True, "success_rate": 0.6})
+    spec = benchlib.load_env("FrozenLake-v1", {"is_slippery": True, "success_rate": 0.6})
     s, a, N = 2, 1, 200_000
     assert not spec.terminated[s, a].any()
     expected = np.zeros(16)
@@ -125,8 +126,8 @@ def test_measure_records(lake):
         assert r["best_s"] <= r["median_s"]
         assert r["env_steps"] >= r["num_envs"] * r["T"] * r["repeats"]
     assert len(logs) == 2
-    # the shape bench.measure_numpy gives, less its NumpyQLearner-only fields
-    ref = bench.measure_numpy(lake, [1], 0.01, 1, 0, 60.0, lambda _: None)[0]
+    # the shape numpy_vectorized.measure_numpy gives, less its NumpyQLearner-only fields
+    ref = numpy_vectorized.measure_numpy(lake, [1], 0.01, 1, 0, 60.0, lambda _: None)[0]
     assert set(ref) - {"dense", "block"} == set(records[0])
     skipped = numpy_plain.measure_plain_numpy(lake, [1, 4], 0.01, 1, 0, budget_s=0.0,
                                               log=logs.append)

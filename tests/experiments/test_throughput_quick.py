@@ -60,6 +60,15 @@ def test_results_schema(quick_run):
     assert any("classic" in n for n in names) and any("H100" in n for n in names)
     for g in stored["goals"]:
         assert g["met"] is None or g["met"] == (g["value"] >= g["target"])
+    # the HLO figures: every jaxq series of the envs / rules panels at its largest N, and
+    # the interleaved rounds' chunk; a step draws its random words, so threefry runs
+    hlo = {(h["panel"], h["label"]): h for h in stored["hlo"]}
+    assert ("envs", "FrozenLake 8x8") in hlo and ("headline", "FrozenLake 8x8 (interleaved "
+                                                  "rounds)") in hlo
+    for h in hlo.values():
+        assert h["num_envs"] == 16
+        assert h["xor_per_threefry"] > 0 and h["threefry_per_step"] >= 1, h
+        assert h["bytes_per_env_step"] > 0, h
 
 
 def test_plots_written(quick_run):
@@ -73,6 +82,7 @@ def test_markdown_section_and_regeneration(quick_run, tmp_path):
     root, results, _ = quick_run
     text = (root / "BENCHMARKS.md").read_text()
     assert "<!-- BEGIN throughput -->" in text and "CartPole" in text and "Goals" in text
+    assert "| panel | series | N | threefry/step | xor ops | B/env step |" in text
     (tmp_path / "results" / "throughput").mkdir(parents=True)
     (tmp_path / "results" / "throughput" / "results.json").write_text(
         (root / "results" / "throughput" / "results.json").read_text())

@@ -9,14 +9,14 @@ import math
 
 import pytest
 
-from jaxq import bench
 import experiment_modules
-from jaxq import benchlib
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 tts = experiment_modules.load("time_to_solution")
+benchlib = experiment_modules.load("benchlib")
+classic_loop = experiment_modules.load("classic_loop")
 render = experiment_modules.load("render")
 run = experiment_modules.load("run")
 
@@ -171,7 +171,7 @@ def test_greedy_value_matches_policy_evaluation():
     import jaxq
     from jaxq.model import greedy_policy
 
-    spec = bench.load_env("FrozenLake-v1")
+    spec = benchlib.load_env("FrozenLake-v1")
     checker = tts.GreedyValue(spec)
     q = jnp.round(jax.random.uniform(jax.random.key(0), (16, 4)) * 3) / 3  # with ties
     exact = float(jaxq.policy_start_value(spec.model, greedy_policy(q), tts.GAMMA))
@@ -185,10 +185,10 @@ def test_greedy_value_matches_policy_evaluation():
 
 
 def test_classic_loop_learns_taxi():
-    spec = bench.load_env("Taxi-v3")
-    env, gym_id = bench.make_classic_env(spec)
+    spec = benchlib.load_env("Taxi-v3")
+    env, gym_id = classic_loop.make_classic_env(spec)
     assert gym_id in ("Taxi-v4", "Taxi-v3")
-    learner = bench.ClassicQLearning(env, lr=1.0, epsilon=0.1, seed=0)
+    learner = classic_loop.ClassicQLearning(env, lr=1.0, epsilon=0.1, seed=0)
     learner.run(60_000)
     checker = tts.GreedyValue(spec)
     assert checker.gap(checker(learner.q)) < 0.1

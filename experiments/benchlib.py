@@ -1,10 +1,14 @@
-"""Shared helpers for ``jaxq bench`` and the experiment scripts in ``experiments/``.
+"""Shared helpers for the experiment scripts in ``experiments/`` (not part of the jaxq
+package: nothing in ``jaxq/`` imports this).
 
-Every benchmark script of the project uses the same four pieces, so that results from
+Every benchmark script of the project uses the same pieces, so that results from
 different scripts and machines read alike:
 
 * ``system_info()``: the machine (CPU model, cores), the device (``jax.devices()``), the
   versions (jax, jaxlib, gymnax, numpy, jaxq) and the date (UTC), as one JSON-able dict.
+  It, ``device_info``, ``human``, ``finite_json`` and ``env_counts`` are ``jaxq bench``'s
+  own (``jaxq.bench``), re-exported here so the package's tool and the experiments
+  describe a machine the same way.
 * Timing: ``compile_jitted`` compiles a ``jax.jit`` function ahead of time and reports the
   compile time apart; ``median_time`` runs a callable ``repeats`` times (after warm-up)
   and takes the median; ``time_scaled`` also picks an iteration count so that one run
@@ -19,23 +23,38 @@ different scripts and machines read alike:
   and leaving everything outside the markers byte-for-byte untouched. Scripts render the
   section from the results dict alone, so the same results file always gives the same
   markdown (``--markdown-only`` in the scripts regenerates it).
+* ``EnvSpec`` / ``load_env``: a jaxq tabular environment's exact model as NumPy arrays,
+  what the host baselines (``baselines/``) learn on.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import os
-import platform
 import re
 import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jaxq.bench import (  # noqa: F401 - re-exported: one definition, jaxq bench's
+    EPSILON,
+    GAMMA,
+    INT32_MAX,
+    LR,
+    cpu_cores,
+    cpu_model,
+    device_info,
+    env_counts,
+    finite_json,
+    human,
+    system_info,
+)
 
 MARKDOWN_NAME = "BENCHMARKS.md"
 MARKDOWN_HEADER = (
@@ -49,92 +68,6 @@ MARKDOWN_HEADER = (
 # ---------------------------------------------------------------------------------------
 # machine / device / versions
 # ---------------------------------------------------------------------------------------
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def cpu_cores() -> dict[str, int | None]:
-    """Logical CPUs in the machine and those this process may run on."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = None
-    return {"logical": os.cpu_count(), "usable": usable}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
-
-
-def device_info() -> dict[str, Any]:
-    """``jax.devices()`` described: backend, count, kinds, and a short file-name slug."""
-    import jax
-
-    devices = jax.devices()
-    kinds = sorted({d.device_kind for d in devices})
-    backend = jax.default_backend()
-    described = f"{len(devices)} x {', '.join(kinds)}" if len(devices) > 1 else kinds[0]
-    if backend == "cpu":
-        cores = cpu_cores()["usable"] or cpu_cores()["logical"]
-        model = cpu_model()
-        described = f"{described} ({model}, {cores} cores)"
-        slug = _slug(f"cpu-{model}-{cores}c")
-    else:
-        slug = _slug(f"{backend}-{len(devices)}x-{kinds[0]}" if len(devices) > 1
-                     else f"{backend}-{kinds[0]}")
-    return {
-        "backend": backend,
-        "count": len(devices),
-        "kinds": kinds,
-        "devices": [str(d) for d in devices],
-        "description": described,
-        "slug": slug,
-    }
-
-
-def system_info(now: _dt.datetime | None = None) -> dict[str, Any]:
-    """Everything a reader needs to place a number: date, machine, device, versions."""
-    import jax
-
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    cores = cpu_cores()
-    return {
-        "date_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {
-            "cpu_model": cpu_model(),
-            "cpu_cores": cores["logical"],
-            "cpu_cores_usable": cores["usable"],
-            "os": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(),
-        },
-        "device": device_info(),
-        "versions": {
-            "jax": jax.__version__,
-            "jaxlib": _version("jaxlib"),
-            "gymnax": _version("gymnax"),
-            "numpy": _version("numpy"),
-            "jaxq": _version("jaxq"),
-        },
-        "env": {k: os.environ[k] for k in ("XLA_FLAGS", "JAX_PLATFORMS", "JAX_ENABLE_X64")
-                if k in os.environ},
-    }
-
-
 def machine_line(info: dict[str, Any]) -> str:
     """``"AMD EPYC, 2 cores"``: the short machine name for headings."""
     m = info["machine"]
@@ -281,20 +214,6 @@ def seconds(x: float | None) -> str:
     return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
-def finite_json(obj: Any) -> Any:
-    """``obj`` with NaN / inf floats as None (results files are strict JSON) and NumPy
-    scalars as Python's."""
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a NumPy scalar
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 # ---------------------------------------------------------------------------------------
 # results files
 # ---------------------------------------------------------------------------------------
@@ -386,21 +305,6 @@ def write_section(name: str, body: str, path: Path | str | None = None) -> Path:
 # ---------------------------------------------------------------------------------------
 # formatting
 # ---------------------------------------------------------------------------------------
-def human(x: float | None) -> str:
-    """``12_300_000 -> "12.3M"``: three significant digits and a k/M/G/T suffix."""
-    if x is None or not math.isfinite(x):
-        return "–"
-    r = float(f"{x:.3g}")  # round first, so 999_960 becomes "1.00M", not "1000k"
-    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(r) >= div:
-            v = r / div
-            break
-    else:
-        v, suffix = r, ""
-    decimals = 0 if abs(v) >= 100 else 1 if abs(v) >= 10 else 2
-    return f"{v:.{decimals}f}{suffix}"
-
-
 def table(header: Sequence[str], rows: Sequence[Sequence[str]],
           align: Sequence[str] | None = None) -> str:
     """A GitHub markdown table; ``align`` per column: "l" or "r"."""
@@ -450,14 +354,50 @@ def run_experiment(args: Any, experiment: str, run: Callable[[Any, Callable], di
     return results
 
 
-def env_counts(max_envs: int, base: int = 4) -> list[int]:
-    """1, 4, 16, ... up to ``max_envs`` (which is included even if not a power of 4)."""
-    if max_envs < 1:
-        raise ValueError(f"max_envs must be >= 1, got {max_envs}")
-    ns, n = [], 1
-    while n <= max_envs:
-        ns.append(n)
-        n *= base
-    if ns[-1] != max_envs:
-        ns.append(max_envs)
-    return ns
+# ---------------------------------------------------------------------------------------
+# the exact model, for the host baselines
+# ---------------------------------------------------------------------------------------
+@dataclass
+class EnvSpec:
+    """One environment, its exact model as NumPy arrays, and what the baselines need."""
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    env: Any
+    params: Any
+    model: Any  # jaxq.TabularModel (device arrays)
+    next_state: np.ndarray  # [S, A, K]
+    prob: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    starts: np.ndarray  # the start states (uniform over them)
+    max_steps: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.prob.shape)  # type: ignore[return-value]
+
+
+def load_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvSpec:
+    """``jaxq.make(env_id, **env_kwargs)`` and its exact ``jaxq.tabular_model``, as the
+    NumPy arrays the host baselines index (a ValueError for a non-tabular env)."""
+    import jaxq
+
+    env_kwargs = dict(env_kwargs or {})
+    env, params = jaxq.make(env_id, **env_kwargs)
+    if not hasattr(env, "outcomes"):
+        raise ValueError(f"{env_id} is not a jaxq tabular environment; the baselines need "
+                         "its exact model")
+    model = jaxq.tabular_model(env, params)
+    n_starts = int(np.asarray(params.n_starts))
+    starts = np.asarray(params.starts)[:n_starts].astype(np.int64)
+    return EnvSpec(env_id, env_kwargs, env, params, model,
+                   np.asarray(model.next_state), np.asarray(model.prob),
+                   np.asarray(model.reward), np.asarray(model.terminated), starts,
+                   int(getattr(params, "max_steps_in_episode", INT32_MAX)))
+
+
+def stats(times: list[float]) -> tuple[float, float]:
+    """(median, best) of a list of seconds."""
+    s = sorted(times)
+    return s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2]), min(s)
