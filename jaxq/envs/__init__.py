@@ -9,6 +9,8 @@ from jaxq.envs import taxi  # noqa: F401,E402
 from jaxq.envs import cliff_walking  # noqa: F401,E402
 from jaxq.envs import maze  # noqa: F401,E402
 from jaxq.envs import textbook  # noqa: F401,E402
+from jaxq.envs import recommender  # noqa: F401,E402
+from jaxq.envs import trading  # noqa: F401,E402
 
 __all__ = [
     "Outcomes", "TabularEnvironment", "TabularParams", "TabularState",
