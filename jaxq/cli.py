@@ -30,7 +30,8 @@ PROG = "jaxq"
 MAX_QSTAR_CELLS = 2**22  # value iteration for Q* only below this many (s, a) cells
 CHECKPOINT = "checkpoint.npz"
 # the files of a run in --out; one of them there means the directory holds a run
-RUN_FILES = ("config.json", "q.npy", "metrics.json", "learning_curve.png", CHECKPOINT)
+RUN_FILES = ("config.json", "q.npy", "metrics.json", "learning_curve.png", "policy.png",
+             CHECKPOINT)
 
 # Flags whose name is not the field's; env_kwargs is the repeated --env-kwarg.
 _RENAMED = {"env_id": "env"}
@@ -247,35 +248,35 @@ def _q_star(env, params, gamma: float):
     return np.asarray(jaxq.value_iteration(jaxq.tabular_model(env, params), gamma))
 
 
-def _plot(path: str, metrics: dict[str, np.ndarray], title: str, has_success: bool) -> bool:
-    """Return and success rate against env steps; False (silently) where matplotlib is
-    not installed. Envs without a notion of success get the return panel only."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return False
-    x = metrics["env_steps"]
-    fig = Figure(figsize=(10 if has_success else 5, 4), constrained_layout=True)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2 if has_success else 1, squeeze=False)[0]
-    ax_r = axes[0]
-    ev = ~np.isnan(metrics["eval_return"])
-    ax_r.plot(x, metrics["mean_return"], label="training episodes")
-    if ev.any():
-        ax_r.plot(x[ev], metrics["eval_return"][ev], "o-", label="greedy evaluation")
-    fig.suptitle(title)
-    ax_r.set(xlabel="env steps", ylabel="mean return")
-    ax_r.legend()
-    if has_success:
-        ax_s = axes[1]
-        ax_s.plot(x, metrics["success_rate"], label="training episodes")
-        if ev.any():
-            ax_s.plot(x[ev], metrics["eval_success"][ev], "o-", label="greedy evaluation")
-        ax_s.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02))
-        ax_s.legend()
-    fig.savefig(path, dpi=100)
-    return True
+def _pictures(out: str, config: TrainConfig, env, params, q: np.ndarray, q_star,
+              history: dict[str, np.ndarray], has_success: bool) -> list[str] | None:
+    """Write learning_curve.png and, for grid environments, policy.png (the learned
+    greedy policy beside Q*'s) to ``out``; the names written, or None where matplotlib is
+    not installed. ``jaxq train`` and ``jaxq plot`` both draw through here, from the same
+    inputs, so a redrawn picture is the one training wrote."""
+    from jaxq import plotting
+
+    if not plotting.matplotlib_available():
+        return None
+    title = f"{config.algo} on {config.env_id}"
+    plotting.save_learning_curve(os.path.join(out, "learning_curve.png"), history, title,
+                                 has_success)
+    written = ["learning_curve.png"]
+    if len(history.get("env_steps", ())):
+        title += f", {int(history['env_steps'][-1]):,} env steps"
+    if plotting.save_policy(os.path.join(out, "policy.png"), env, params, q, q_star, title):
+        written.append("policy.png")
+    return written
+
+
+def _skipped_pictures(env, params) -> str:
+    """The one line saying which pictures matplotlib's absence skipped, and the fix."""
+    from jaxq import plotting
+
+    names = "learning_curve.png" + (
+        " and policy.png" if plotting.grid_layout(env, params) is not None else "")
+    return (f"{PROG}: matplotlib is not installed, so {names} were not drawn; "
+            f"{plotting.PLOT_EXTRA} (then `jaxq plot DIR` draws them for this run)")
 
 
 def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
@@ -335,6 +336,20 @@ def _check_out(out: str, resume: bool, overwrite: bool) -> list[str]:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CliError(f"--out {out!r}: cannot create it, permission denied in {parent!r}")
     return []
+
+
+def _check_tensorboard(path: str) -> None:
+    """--tensorboard: a directory that can be written, and tensorboardX installed;
+    checked before anything is written."""
+    from jaxq.logging_utils import TENSORBOARD_EXTRA, check_logdir
+
+    try:
+        check_logdir(path, "--tensorboard")
+    except ValueError as e:
+        raise CliError(e) from None
+    if importlib.util.find_spec("tensorboardX") is None:
+        raise CliError(f"--tensorboard needs tensorboardX, which is not installed: "
+                       f"{TENSORBOARD_EXTRA}")
 
 
 def _about(config: TrainConfig, env, params, q: np.ndarray) -> dict[str, Any]:
@@ -427,12 +442,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_devices(config)
     out = args.out
     found = _check_out(out, args.resume, args.overwrite)
+    if args.tensorboard is not None:
+        _check_tensorboard(args.tensorboard)
     ckpt = os.path.join(out, CHECKPOINT)
     resuming = args.resume and os.path.exists(ckpt)
     if args.resume and not resuming:
         print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
     cache_dir = None if args.no_compile_cache else default_dir(args.compile_cache)
     q_star = _q_star(env, params, config.gamma)
+    tb_logger = []  # the TensorBoard writer, made by start_run once everything is checked
+
+    def log_chunk(chunk: int, metrics: dict[str, float]) -> None:
+        if tb_logger:
+            tb_logger[0](chunk, metrics)
 
     def start_run() -> None:
         """Everything checked: create --out, clear a replaced run, write config.json."""
@@ -452,6 +474,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 _write_config(out, config)
         except OSError as e:
             raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+        if args.tensorboard is not None:
+            from jaxq.logging_utils import TensorBoardLogger
+            try:
+                tb_logger.append(TensorBoardLogger(args.tensorboard))
+            except OSError as e:
+                raise CliError(f"--tensorboard {args.tensorboard!r}: {e.strerror or e}") from None
 
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
@@ -460,9 +488,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 config, q_star, progress=not args.no_progress,
                 checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
                 checkpoint_every=args.checkpoint_every, resume=args.resume,
-                before_run=start_run, compile_cache=cache_dir)
+                before_run=start_run, compile_cache=cache_dir,
+                callback=log_chunk if args.tensorboard is not None else None)
         except (ValueError, TypeError) as e:  # validation, corrupt or foreign checkpoint
             raise CliError(flagify(e)) from None
+        finally:
+            for logger in tb_logger:
+                logger.close()
 
     q = np.asarray(result.q, np.float32)
     trained, source = _final_evaluation(result, config, q)
@@ -487,9 +519,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "episodes": config.eval_episodes, "optimal": optimal,
                                  "max_abs_q_error": q_error},
         })
-        plotted = _plot(os.path.join(out, "learning_curve.png"), result.metrics,
-                        f"{config.algo} on {config.env_id}",
-                        not math.isnan(trained["success_rate"]))
+        pictures = _pictures(out, config, result.env, result.params, q, q_star,
+                             result.metrics, not math.isnan(trained["success_rate"]))
     except OSError as e:
         raise CliError(f"cannot write the outputs to --out {out!r}: {e.strerror or e}") from None
 
@@ -515,8 +546,12 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{config.eval_episodes} episodes (cap {config.eval_max_steps} steps; {source})")
     for name, value in rows:
         print(f"  {name:<21}{value}".rstrip())
-    written = "q.npy, metrics.json, config.json" + (", learning_curve.png" if plotted else "")
+    written = ", ".join(["q.npy", "metrics.json", "config.json"] + (pictures or []))
     print(f"wrote {written} to {out}")
+    if pictures is None:
+        print(_skipped_pictures(result.env, result.params), file=sys.stderr)
+    if args.tensorboard is not None:
+        print(f"TensorBoard: tensorboard --logdir {args.tensorboard}")
     return 0
 
 
@@ -584,6 +619,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Redraw a run's pictures from its files: the learning curve from metrics.json, the
+    policy from q.npy and config.json (Q* recomputed as training computed it)."""
+    from jaxq import plotting
+
+    run_dir = args.run_dir
+    if not os.path.isdir(run_dir):
+        raise CliError(f"RUN_DIR {run_dir!r} is not a directory")
+    missing = [f for f in ("config.json", "metrics.json", "q.npy")
+               if not os.path.isfile(os.path.join(run_dir, f))]
+    if missing:
+        raise CliError(f"RUN_DIR {run_dir!r} is not a finished `jaxq train` run: no "
+                       f"{', '.join(missing)}")
+    if not plotting.matplotlib_available():
+        raise CliError(f"jaxq plot needs matplotlib: {plotting.PLOT_EXTRA}")
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = TrainConfig.from_dict(json.load(f))
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+        history = plotting.history_from_json(metrics["history"])
+        success = metrics["final_evaluation"]["trained"]["success_rate"]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise CliError(f"cannot read the run in RUN_DIR {run_dir!r}: "
+                       f"{type(e).__name__}: {e}") from None
+    env, params = _resolve_env(config)
+    q = load_table(os.path.join(run_dir, "q.npy"))
+    shape = (env.observation_space(params).n, env.action_space(params).n)
+    if q.shape[-2:] != shape or q.ndim not in (2, 3):
+        raise CliError(f"q.npy in RUN_DIR {run_dir!r} has shape {list(q.shape)}; "
+                       f"{config.env_id} needs [{shape[0]}, {shape[1]}]")
+    out = run_dir if args.out is None else args.out
+    if args.out is not None:
+        _check_out(out, resume=False, overwrite=True)
+    q_star = _q_star(env, params, config.gamma)
+    try:
+        os.makedirs(out, exist_ok=True)
+        written = _pictures(out, config, env, params, q, q_star, history, success is not None)
+    except OSError as e:
+        raise CliError(f"cannot write the pictures to {out!r}: {e.strerror or e}") from None
+    print(f"wrote {', '.join(written or [])} to {out}")
+    return 0
+
+
 def env_rows() -> list[tuple[str, str, str, str]]:
     """(id, states x actions, time limit, description) of every registered environment,
     built with its default keyword arguments (all small)."""
@@ -634,8 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", allow_abbrev=False, help="train a table and write DIR/{q.npy,...}",
-                       description="Train; write q.npy, metrics.json, config.json and "
-                                   "learning_curve.png to --out.")
+                       description="Train; write q.npy, metrics.json, config.json, "
+                                   "learning_curve.png and (grid environments) policy.png "
+                                   "to --out.")
     _add_config_flags(t)
     t.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     t.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
@@ -651,6 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.cache/jaxq/xla; 'off' disables)")
     t.add_argument("--no-compile-cache", action="store_true",
                    help="compile everything afresh, no compiled-program cache")
+    t.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also write every chunk's metrics as TensorBoard scalars to DIR "
+                        "(step: env steps; needs tensorboardX: pip install 'jaxq[tensorboard]')")
     t.add_argument("--no-progress", action="store_true",
                    help="no progress output (by default: a bar on a terminal, else one "
                         "line per ~10%% of the run)")
@@ -679,6 +762,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("bins", "low", "high"):
         e.add_argument(f"--{name}", type=_json_or_str, metavar=name.upper(), help=_HELP[name])
     e.set_defaults(func=cmd_eval)
+
+    pl = sub.add_parser("plot", allow_abbrev=False,
+                        help="redraw a run's learning_curve.png and policy.png",
+                        description="Redraw learning_curve.png (from metrics.json) and, for "
+                                    "grid environments, policy.png (from q.npy and "
+                                    "config.json) of a finished run, without retraining.")
+    pl.add_argument("run_dir", metavar="RUN_DIR", help="a `jaxq train --out` directory")
+    pl.add_argument("--out", metavar="DIR", default=None,
+                    help="write the pictures here instead of RUN_DIR (created)")
+    pl.set_defaults(func=cmd_plot)
 
     sub.add_parser("envs", help="list jaxq's environment ids").set_defaults(func=cmd_envs)
     sub.add_parser("bench", add_help=False, help="throughput benchmark (if jaxq.bench exists)",

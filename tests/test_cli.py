@@ -36,7 +36,7 @@ def run(tmp_path_factory):
 def test_train_writes_the_four_outputs(run):
     out, stdout = run
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "learning_curve.png", "metrics.json", "q.npy"]
+        "config.json", "learning_curve.png", "metrics.json", "policy.png", "q.npy"]
     q = np.load(out / "q.npy")
     assert q.dtype == np.float32 and q.shape == (64, 4)  # map_name=8x8 reached the env
     m = json.loads((out / "metrics.json").read_text(),
