@@ -246,7 +246,8 @@ class JaxqEnv(gym.Env):
     def _call(self, action: int = 0) -> dict[str, Any]:
         bits = self.np_random.integers(0, 2**32, size=2, dtype=np.uint32)
         s = 0 if self.s is None else self.s
-        return jax.device_get(_single_env_call(self._env, bits, jnp.int32(s), jnp.int32(action),
+        # numpy scalars in, not jnp ones: each jnp scalar would be an eager dispatch
+        return jax.device_get(_single_env_call(self._env, bits, np.int32(s), np.int32(action),
                                                self._params))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -392,7 +393,7 @@ class JaxqVectorEnv(gym.vector.VectorEnv):
                 f"actions must be {self.num_envs} ints in [0, {self.single_action_space.n}), "
                 f"got shape {a.shape} dtype {a.dtype}")
         out = _vector_step(self._vec, self._key, self._state, self._autoreset,
-                           jnp.asarray(a, jnp.int32), self._params)
+                           np.asarray(a, np.int32), self._params)
         obs, reward, terminated, truncated, self._state, self._autoreset, self._key = out
         obs, reward, terminated, truncated = jax.device_get((obs, reward, terminated, truncated))
         return (np.asarray(obs, np.int64), np.asarray(reward, np.float64),
