@@ -123,6 +123,42 @@ def test_step_reward_values_closed_form():
     np.testing.assert_allclose(v, expected, rtol=2e-5, atol=1e-6)
 
 
+def exact_episode_stats(model, policy, horizon):
+    """(P(reach the goal within horizon), expected moves) of deterministic ``policy``,
+    by propagating the state distribution on the dense model (numpy, no jaxq code)."""
+    P, _, PT = model.dense()
+    rows = np.arange(P.shape[0])
+    move, finish = P[rows, policy] - PT[rows, policy], PT[rows, policy]
+    d, success, moves = np.asarray(model.initial, np.float64), 0.0, 0.0
+    for _ in range(horizon):
+        moves += d.sum()
+        success += (d @ finish).sum()
+        d = d @ move
+    return success, moves
+
+
+def test_robot_plans_for_actuator_noise():
+    """README's robot example: slip = actuator noise, step_reward = -0.01 per move. The
+    plan made with the noise model beats the noise-blind shortest-path plan, exactly."""
+    kw = dict(size=16, seed=0, step_reward=-0.01)
+    env, params = jaxq.make("Maze-v0", slip=0.3, **kw)
+    m = jaxq.tabular_model(env, params)
+    q = jaxq.value_iteration(m, 0.99)
+    plan = np.asarray(jnp.argmax(q, axis=1))
+    blind_env, blind_params = jaxq.make("Maze-v0", **kw)
+    blind = np.asarray(jnp.argmax(
+        jaxq.value_iteration(jaxq.tabular_model(blind_env, blind_params), 0.99), axis=1))
+    T = params.max_steps_in_episode
+    assert exact_episode_stats(jaxq.tabular_model(blind_env, blind_params), blind, T) == (
+        pytest.approx(1.0), pytest.approx(30.0))  # no noise: the 30-move shortest path
+    success, moves = exact_episode_stats(m, plan, T)
+    blind_success, blind_moves = exact_episode_stats(m, blind, T)
+    assert success > 0.999999 and blind_success > 0.999999
+    assert moves == pytest.approx(43.28, abs=0.01) and blind_moves == pytest.approx(48.27, abs=0.01)
+    assert float(jaxq.start_value(m, q)) == pytest.approx(0.3103, abs=1e-4)
+    assert float(jaxq.policy_start_value(m, blind, 0.99)) == pytest.approx(0.2477, abs=1e-4)
+
+
 def test_tiny_far_values_are_resolved():
     """V*(start) = 0.9^253 ~ 3e-12: convergence is relative, so the far end is solved and
     its greedy policy walks to the goal (an absolute tol would stop with V = 0 there)."""
