@@ -518,7 +518,8 @@ def replicated_section(s: dict[str, Any], timeout_s: float, log: Log) -> dict[st
     cases = [dict(label=label, env_id=env_id, env_kwargs=kw, **s["replicated"])
              for label, env_id, kw in env_cases(s, s["child_envs"])]
     if timeout_s < MIN_CHILD_S:
-        return {"skipped": f"budget: {timeout_s:.0f} s left for it"}
+        log(f"[replicated] skipped: {max(timeout_s, 0):.0f} s of budget left for it")
+        return {"skipped": f"budget: {max(timeout_s, 0):.0f} s left for it"}
     log(f"[replicated] every local device, {len(cases)} cases (child process)")
     # forced host devices matter only where the default backend is the CPU
     out = run_child({"task": "replicated", "cases": cases, "seed": s["seed"]},
@@ -553,7 +554,8 @@ def determinism_section(s: dict[str, Any], budget_s: float, tables_dir: Path,
         left = t_end - time.perf_counter()
         timeout = min(s["child_timeout_s"], left)
         if timeout < MIN_CHILD_S:
-            out["runs"][tag] = {"error": f"skipped: budget ({left:.0f} s left)"}
+            out["runs"][tag] = {"error": f"skipped: budget ({max(left, 0):.0f} s left)"}
+            log(f"  {tag} {out['runs'][tag]['error']}")
             continue
         spec = {"task": "determinism", "cases": cases, "seed": s["seed"], "tag": tag,
                 "tables_dir": str(tables_dir)}
