@@ -139,6 +139,10 @@ def test_higher_cost_means_fewer_trades():
             float(jaxq.start_value(m, q)), abs=1e-4)
         trades.append(float(expected_trades(env, m, pi)))
         values.append(float(jaxq.start_value(m, q)))
+        v_hold = float(jaxq.policy_start_value(m, buy_and_hold_policy(env), 1.0))
+        assert v_hold == pytest.approx(-cost, abs=1e-5)
+    # README's table
+    np.testing.assert_allclose(values, [5.058, 3.512, 2.809, 1.658, 0.602], atol=1e-3)
     np.testing.assert_allclose(trades, [3.663, 3.471, 1.711, 1.566, 0.757], atol=2e-3)
     assert all(a > b for a, b in zip(trades, trades[1:]))
     assert all(a > b for a, b in zip(values, values[1:]))
