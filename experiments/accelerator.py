@@ -749,6 +749,10 @@ def _bps(x: float | None) -> str:
     return "–" if x is None else f"{benchlib.human(x)}B/s"
 
 
+def _bytes(x: float | None) -> str:
+    return "–" if not x else f"{x:.1f}" if x < 1000 else benchlib.human(x)
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%" if x >= 0.001 else f"{100 * x:.2g}%"
 
@@ -803,7 +807,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 continue
             rows.append([sr["label"], f"{r['num_envs']:,}", benchlib.human(r["steps_per_s"]),
                          f"{r['chunk_iters']:,} x {r['calls']}", f"{r['compile_s']:.2f}",
-                         f"{r['bytes_per_env_step']:.1f}" if r["bytes_per_env_step"] else "–",
+                         _bytes(r["bytes_per_env_step"]),
                          benchlib.human(r.get("roofline_peak")), _pct(r.get("fraction_peak")),
                          _pct(r.get("fraction_measured"))])
     if rows:
