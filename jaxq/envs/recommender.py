@@ -36,6 +36,8 @@ No transition is a "success": the measure is the return (clicks).
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -174,7 +176,11 @@ def make_recommender(
 def myopic_policy(env: Recommender, params: RecommenderParams | None = None) -> jax.Array:
     """The greedy-for-clicks policy ``[S]``: in every state, the category with the highest
     click probability now (the baseline Q* must beat)."""
-    params = env.default_params if params is None else params
+    return _myopic_policy(env, env.default_params if params is None else params)
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _myopic_policy(env: Recommender, params: RecommenderParams) -> jax.Array:
     s = jnp.arange(env.num_states, dtype=jnp.int32)
     a = jnp.arange(env.num_actions, dtype=jnp.int32)
     click = jax.vmap(lambda a: env.probabilities(s, a, params)[0])(a)  # [A, S]

@@ -145,7 +145,7 @@ def make_trading(
     if horizon * num_prices * 3 > MAX_STATES:
         raise ValueError(f"horizon * num_prices * 3 must be <= {MAX_STATES} (2**24), got "
                          f"{horizon} x {num_prices} x 3")
-    cost = _number("cost", cost, 0.0, float(num_prices))
+    cost = _number("cost", cost, 0.0, math.inf)
     volatility = check_probability("volatility", volatility)
     reversion = _number("reversion", reversion, 0.0, 1.0)
     drift = _number("drift", drift, -1.0, 1.0)
