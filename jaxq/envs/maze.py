@@ -8,7 +8,8 @@ probability ``slip`` the move goes to one of the two perpendicular directions in
 largest maze under a gigabyte.
 
 Entering the goal (bottom-right) gives +1 and terminates; every other move gives
-``step_reward`` (default 0; e.g. -0.01 for a step cost). The goal's own row is an
+``step_reward`` (default 0; e.g. -0.01 for a per-move cost: a robot's time or energy, in
+README's path-planning example, where ``slip`` is actuator noise). The goal's own row is an
 absorbing self-loop (reward 0, terminated), as in FrozenLake. Wall cells are never
 entered, so their rows are plain self-loops with reward 0 (not terminated): they have
 Q = 0 exactly and cost value iteration nothing.
