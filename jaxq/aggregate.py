@@ -6,7 +6,7 @@ When k of the N environments update the same cell in one step:
   never exceeds lr whatever N is, so it is stable at any scale (the default).
 * ``sum``: a scatter-add, i.e. k steps of size lr at once. On hot cells (the start
   state) k * lr > 2 overshoots and the table diverges as N grows.
-* ``independent`` is not handled here: each learner has its own table (``train.py``).
+* ``independent`` is not handled here: each learner has its own table (``training.py``).
 
 A dense path (per-cell sums, then full-table arithmetic) serves small tables, and on a
 mesh its per-cell sums are what devices all-reduce; a sparse path touches only the

@@ -22,7 +22,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
-from jaxq.config import AGGREGATIONS, ALGOS, LR_SCHEDULES, STRATEGIES, TrainConfig
+from jaxq.config import AGGREGATIONS, ALGOS, LEARNERS, LR_SCHEDULES, STRATEGIES, TrainConfig
 from jaxq.compile_cache import ENV_VAR as COMPILE_CACHE_ENV, default_dir
 from jaxq.explore import EXPLORATIONS, SCHEDULES
 
@@ -36,7 +36,7 @@ RUN_FILES = ("config.json", "q.npy", "metrics.json", "learning_curve.png", "poli
 # Flags whose name is not the field's; env_kwargs is the repeated --env-kwarg.
 _RENAMED = {"env_id": "env"}
 _CHOICES = {
-    "algo": ALGOS, "aggregation": AGGREGATIONS, "lr_schedule": LR_SCHEDULES,
+    "algo": ALGOS, "aggregation": AGGREGATIONS, "learners": LEARNERS, "lr_schedule": LR_SCHEDULES,
     "epsilon_schedule": SCHEDULES, "temperature_schedule": SCHEDULES,
     "exploration": EXPLORATIONS, "strategy": STRATEGIES,
 }
@@ -61,8 +61,9 @@ _HELP = {
     "temperature_schedule": "how the temperature goes from --temperature to --temperature-end",
     "temperature_end": "temperature at the end of the decay",
     "temperature_decay_fraction": "share of the run over which the temperature decays",
-    "aggregation": "how TD errors for one (s, a) in one batched step combine; "
-                   "independent = one table per environment",
+    "aggregation": "how TD errors for one (s, a) in one batched step combine",
+    "learners": "shared: the environments update one table; independent: one learner "
+                "(one table) per environment, q.npy is [N, S, A]",
     "q_init": "initial value of every Q entry",
     "seed": "random seed",
     "num_chunks": "compiled chunks (granularity of progress, evaluation, checkpoints)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -20,7 +21,9 @@ from flax import struct
 from jaxq.explore import EXPLORATIONS, SCHEDULES
 
 ALGOS = ("q_learning", "sarsa", "expected_sarsa", "double_q")
-AGGREGATIONS = ("mean", "sum", "independent")
+AGGREGATIONS = ("mean", "sum")
+# how the N environments learn: one shared Q-function, or N learners with one env each
+LEARNERS = ("shared", "independent")
 LR_SCHEDULES = SCHEDULES + ("visit",)
 STRATEGIES = ("single", "replicated", "sharded", "async")
 INT32_MAX = 2**31 - 1
@@ -92,8 +95,11 @@ class TrainConfig:
     temperature_schedule: str = "constant"
     temperature_end: float = 0.1
     temperature_decay_fraction: float = 1.0
-    # several TD errors for one (s, a) in one batched step: mean | sum | independent
+    # several TD errors for one (s, a) in one batched step: mean | sum
     aggregation: str = "mean"
+    # shared: the N envs update one Q-function; independent: N learners, one env and one
+    # table each, as one vmapped program (e.g. N seeds of a textbook experiment)
+    learners: str = "shared"
     q_init: float = 0.0
     seed: int = 0
     num_chunks: int = 50
@@ -146,7 +152,13 @@ class TrainConfig:
             _real(name, getattr(self, name), 0.0, 1.0, lo_open=True)
         if self.epsilon_schedule == "exponential" and min(self.epsilon, self.epsilon_end) <= 0:
             raise ValueError("an exponential epsilon_schedule needs epsilon and epsilon_end > 0")
+        if self.aggregation == "independent":  # the name before learners= existed
+            warnings.warn("aggregation='independent' is now learners='independent' "
+                          "(aggregation is mean or sum)", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "aggregation", "mean")
+            object.__setattr__(self, "learners", "independent")
         _choice("aggregation", self.aggregation, AGGREGATIONS)
+        _choice("learners", self.learners, LEARNERS)
         _real("q_init", self.q_init, -1e30, 1e30)
         _int("seed", self.seed, 0, 2**63 - 1)
         _int("num_chunks", self.num_chunks, 1, 1_000_000)
@@ -161,8 +173,8 @@ class TrainConfig:
             raise ValueError("num_devices needs a multi-device strategy: replicated, sharded or async")
         if self.strategy == "single" and self.sync_every != 1:
             raise ValueError("sync_every needs strategy replicated, sharded or async")
-        if self.strategy != "single" and self.aggregation == "independent":
-            raise ValueError("aggregation='independent' runs on one device (strategy 'single')")
+        if self.strategy != "single" and self.learners == "independent":
+            raise ValueError("learners='independent' runs on one device (strategy 'single')")
         steps_per_chunk = self.num_envs * self.plan()["chunk_iters"]
         if steps_per_chunk > INT32_MAX:
             raise ValueError(

@@ -14,7 +14,7 @@ from jaxq.vecenv import VecEnv, time_limit
 
 
 class Evaluation(NamedTuple):
-    """Python floats from ``evaluate``; 0-d arrays from the jit-able ``_rollouts``."""
+    """Python floats from ``evaluate``; 0-d arrays from the jit-able ``rollouts``."""
 
     mean_return: float
     success_rate: float  # NaN where the env defines no success
@@ -65,12 +65,12 @@ def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int 
     check_finite("q", q, env, params)
     key = jax.random.key(0) if key is None else key
     cap = int(min(max_steps, time_limit(params)))
-    ev = _rollouts(venv, params, q.astype(jnp.float32), key, cap)
+    ev = rollouts(venv, params, q.astype(jnp.float32), key, cap)
     return Evaluation(*(float(x) for x in jax.device_get(ev)))
 
 
 @partial(jax.jit, static_argnums=(0, 4))
-def _rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
+def rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
     """The jit-able core of ``evaluate`` (also called inside training)."""
     n = venv.num_envs
     tables = venv.prepare(params)

@@ -1,4 +1,5 @@
-"""Action selection (greedy with random ties, epsilon-greedy, Boltzmann) and schedules.
+"""Action selection (greedy with random ties, epsilon-greedy, Boltzmann), schedules, and
+the behaviour policy that puts them together (``BehaviourPolicy``).
 
 Q-rows of a batch are handled as ``A`` separate columns (a tuple of ``[N]`` arrays, one
 per action) and every function below loops over actions in Python. On XLA:CPU this
@@ -14,7 +15,8 @@ several key splits.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +65,7 @@ def col_max(cols: Columns) -> jax.Array:
     return m
 
 
-def _uniform_index(u, n):
+def uniform_index(u, n):
     """floor(u * n) clipped to n - 1 (guards u * n rounding up to n in float32)."""
     return jnp.minimum((u * n).astype(jnp.int32), n - 1)
 
@@ -78,7 +80,7 @@ def greedy(cols: Columns, u: jax.Array) -> jax.Array:
     m = col_max(cols)
     is_max = [c == m for c in cols]
     n_max = sum(x.astype(jnp.int32) for x in is_max)
-    j = _uniform_index(u, n_max)  # take the j-th maximiser
+    j = uniform_index(u, n_max)  # take the j-th maximiser
     action = jnp.zeros(jnp.shape(m), jnp.int32)
     rank = jnp.full(jnp.shape(m), -1, jnp.int32)
     for a, x in enumerate(is_max):
@@ -108,7 +110,7 @@ def greedy_table(q_sa: jax.Array) -> GreedyTable:
 def greedy_lookup(gt: GreedyTable, s: jax.Array, u: jax.Array) -> jax.Array:
     """The same action as ``greedy(columns of Q[s], u)``, from the precomputed table."""
     num_actions = gt.order.shape[0] // gt.n_max.shape[0]
-    return gt.order[s * num_actions + _uniform_index(u, gt.n_max[s])]
+    return gt.order[s * num_actions + uniform_index(u, gt.n_max[s])]
 
 
 def epsilon_greedy(cols: Columns, u_explore, u_action, epsilon, masked: bool = False) -> jax.Array:
@@ -117,7 +119,7 @@ def epsilon_greedy(cols: Columns, u_explore, u_action, epsilon, masked: bool = F
     With ``masked`` columns (-inf = invalid), the random action is uniform over the
     valid ones."""
     random_a = (greedy(_valid_indicator(cols), u_action) if masked
-                else _uniform_index(u_action, len(cols)))
+                else uniform_index(u_action, len(cols)))
     return jnp.where(u_explore < epsilon, random_a, greedy(cols, u_action))
 
 
@@ -187,3 +189,71 @@ def make_schedule(kind: str, start, end, steps: int) -> Schedule:
             return jnp.power(start, 1.0 - f) * jnp.power(end, f)
         return exponential
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """The static half of a schedule (its shape and length in update steps); the
+    endpoints come from ``HParams`` at trace time, so they can be vmapped."""
+
+    kind: str
+    steps: int
+
+    def __call__(self, start, end) -> Schedule:
+        return make_schedule(self.kind, start, end, self.steps)
+
+
+@dataclass(frozen=True)
+class BehaviourPolicy:
+    """How a learner acts: epsilon-greedy or Boltzmann on Q-columns, with schedules.
+
+    ``masked``: columns carry -inf for invalid actions (environments with action masks);
+    epsilon-greedy then explores over the valid actions only. ``at(hp, t)`` fixes the
+    schedules' values for one step.
+    """
+
+    exploration: str
+    epsilon: ScheduleSpec
+    temperature: ScheduleSpec
+    masked: bool = False
+
+    def __post_init__(self):
+        if self.exploration not in EXPLORATIONS:
+            raise ValueError(f"exploration must be one of {EXPLORATIONS}, got {self.exploration!r}")
+
+    def at(self, hp: Any, t: jax.Array) -> "Acting":
+        """The policy at update step ``t`` (``hp``: an ``HParams``, maybe traced)."""
+        return Acting(self, self.epsilon(hp.epsilon, hp.epsilon_end)(t),
+                      self.temperature(hp.temperature, hp.temperature_end)(t))
+
+
+class Acting(NamedTuple):
+    """A behaviour policy with its schedules evaluated at one step."""
+
+    policy: BehaviourPolicy
+    epsilon: jax.Array
+    temperature: jax.Array
+
+    def select(self, cols: Columns, u_explore: jax.Array, u_action: jax.Array) -> jax.Array:
+        """One action per entry from two uniforms."""
+        if self.policy.exploration == "epsilon_greedy":
+            return epsilon_greedy(cols, u_explore, u_action, self.epsilon, self.policy.masked)
+        return boltzmann(cols, u_action, self.temperature)
+
+    def probs(self, cols: Columns) -> tuple[jax.Array, ...]:
+        """pi(a | s) per column (Expected SARSA's expectation)."""
+        if self.policy.exploration == "epsilon_greedy":
+            return epsilon_greedy_probs(cols, self.epsilon, self.policy.masked)
+        return boltzmann_probs(cols, self.temperature)
+
+    def act(self, columns_at: Callable[[jax.Array], Columns], s: jax.Array,
+            u_explore: jax.Array, u_action: jax.Array,
+            greedy_states: GreedyTable | None = None) -> jax.Array:
+        """Actions at states ``s``. With ``greedy_states`` (unmasked epsilon-greedy on a
+        small table: each state's maximisers computed once per step) an env needs two
+        lookups instead of A gathers and a tie-break; the actions are the same."""
+        if greedy_states is None:
+            return self.select(columns_at(s), u_explore, u_action)
+        num_actions = greedy_states.order.shape[0] // greedy_states.n_max.shape[0]
+        return jnp.where(u_explore < self.epsilon, uniform_index(u_action, num_actions),
+                         greedy_lookup(greedy_states, s, u_action))

@@ -1,4 +1,5 @@
-"""Update rules: what each rule bootstraps from at the next state.
+"""Update rules: what each rule bootstraps from at the next state (the n-step
+window and targets are ``targets.py``).
 
 A rule is data, not a loop: the training step asks it for the value of the next state
 (max for Q-learning, the next action's value for SARSA, the policy's expectation for
@@ -13,25 +14,25 @@ bootstrap; truncated ones (time-outs) do, from the final observation.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
-from jaxq.explore import col_max, expectation, greedy
+from jaxq.explore import GreedyTable, col_max, expectation, greedy
 
 
 class Bootstrap(NamedTuple):
-    """What a rule may need at the next state s' (arrays of shape ``[N]``)."""
+    """What a rule may read at the next state s' (arrays of shape ``[N]``). Reads go
+    through the Q-function (``qfunctions.py``), so a rule never knows how Q is stored."""
 
-    table: Any  # a strategies.LocalTable (or a mesh variant): how Q is read
-    q: jax.Array  # the tables, flat as the strategy stores them
+    values: Callable  # (which, s) -> columns of estimate ``which`` (invalid actions -inf)
+    value: Callable  # (which, s, a) -> Q_which(s, a)
     s_next: jax.Array
     a_next: jax.Array  # SARSA: the next action of the behaviour policy
-    which: jax.Array  # Double Q: which table this transition updates (0 or 1)
+    which: jax.Array  # Double Q: which estimate this transition updates (0 or 1)
     u_tie: jax.Array  # Double Q: tie-break uniform for the argmax
     policy_probs: Callable  # columns -> behaviour probabilities (Expected SARSA)
-    mask: Callable  # (columns, s) -> columns with invalid actions at -inf (or unchanged)
+    greedy: GreedyTable | None = None  # per-state maxima when the behaviour computed them
 
 
 class Rule(NamedTuple):
@@ -41,27 +42,25 @@ class Rule(NamedTuple):
     value: Callable[[Bootstrap], jax.Array]
 
 
-def _cols(b: Bootstrap, which=0):
-    return b.mask(b.table.columns(b.q, which, b.s_next), b.s_next)
-
-
 def _q_learning(b: Bootstrap):
-    return col_max(_cols(b))
+    if b.greedy is not None:  # = max over Q(s', .) columns, bit for bit
+        return b.greedy.v_max[b.s_next]
+    return col_max(b.values(0, b.s_next))
 
 
 def _sarsa(b: Bootstrap):
-    return b.table.value(b.q, 0, b.s_next, b.a_next)
+    return b.value(0, b.s_next, b.a_next)
 
 
 def _expected_sarsa(b: Bootstrap):
-    cols = _cols(b)
+    cols = b.values(0, b.s_next)
     return expectation(b.policy_probs(cols), cols)
 
 
 def _double_q(b: Bootstrap):
-    """van Hasselt 2010: the updated table picks the action, the other one values it."""
-    a_star = greedy(_cols(b, b.which), b.u_tie)
-    return b.table.value(b.q, 1 - b.which, b.s_next, a_star)
+    """van Hasselt 2010: the updated estimate picks the action, the other one values it."""
+    a_star = greedy(b.values(b.which, b.s_next), b.u_tie)
+    return b.value(1 - b.which, b.s_next, a_star)
 
 
 RULES: dict[str, Rule] = {
@@ -70,17 +69,3 @@ RULES: dict[str, Rule] = {
     "expected_sarsa": Rule("expected_sarsa", 1, False, _expected_sarsa),
     "double_q": Rule("double_q", 2, False, _double_q),
 }
-
-
-def nstep_returns(rewards: jax.Array, gamma) -> jax.Array:
-    """``G[j] = sum_{i >= j} gamma^(i-j) r[i]`` over a window ``[n, N]`` (oldest first)."""
-    n = rewards.shape[0]
-    out = [rewards[n - 1]]
-    for j in range(n - 2, -1, -1):
-        out.append(rewards[j] + gamma * out[-1])
-    return jnp.stack(out[::-1])
-
-
-def estimate(q: jax.Array) -> jax.Array:
-    """The learner's Q estimate ``[S, A]``: Q, or (QA + QB) / 2 for Double Q-learning."""
-    return q[0] if q.shape[0] == 1 else jnp.mean(q, axis=0)

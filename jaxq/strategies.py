@@ -1,8 +1,12 @@
 """Where the Q-table lives and how a step reads and writes it: one device or a mesh.
 
-The training step (``train.py``) never touches the table directly; it asks a ``Table``
-for Q-rows and hands it the TD errors of the step. A strategy only changes *how* those
-reads and writes reach the table:
+The training step (``training.py``) never touches the table directly: it reads and
+updates a Q-function (``qfunctions.py``) whose cells live in a store defined here, and
+the ``Strategy`` object decides where the step runs (``run``: plain, or ``shard_map``
+over the mesh), where each part of the loop's carry lives (``carry_spec``), how a step's
+TD errors reach the Q-function (``update``: at once, or buffered in blocks of
+``sync_every`` steps) and what the actors act on (``acting``: the live Q-function, or a
+stale snapshot). A strategy only changes *how* those reads and writes reach the table:
 
 * ``single`` (``LocalTable``): one device, direct gathers and scatters.
 * ``replicated`` (``ReplicatedTable``): the parameter-server design without a server.
@@ -42,11 +46,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
+from jax.sharding import NamedSharding
+
 from jaxq import aggregate
+from jaxq.config import STRATEGIES
 from jaxq.explore import q_columns
+from jaxq.qfunctions import TDBatch
 
 AXIS = "d"
-STRATEGIES = ("single", "replicated", "sharded", "async")
+__all__ = ["AXIS", "STRATEGIES", "Strategy", "make_mesh", "make_table", "init_distributed"]
 
 
 def make_mesh(num_devices: int | None = None, devices: Sequence[Any] | None = None) -> Mesh:
@@ -243,6 +251,127 @@ def make_table(strategy: str, num_tables: int, num_states: int, num_actions: int
 def table_spec(strategy: str) -> P:
     """PartitionSpec of a ``[T, S, A]`` table-shaped array."""
     return P(None, AXIS, None) if strategy == "sharded" else P()
+
+
+class Strategy:
+    """One of ``STRATEGIES`` bound to its devices: everything about a learner that
+    depends on where it runs, kept out of the step.
+
+    ``chunk_iters`` (steps per compiled chunk) bounds the ``sync_every`` buffer: blocks
+    count from each chunk's start and a chunk's last block is applied when it ends.
+    """
+
+    def __init__(self, name: str, mesh: Mesh | None = None, sync_every: int = 1,
+                 chunk_iters: int = 1):
+        if name not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+        self.name = name
+        self.on_mesh = name != "single"
+        if self.on_mesh and mesh is None:
+            mesh = make_mesh()
+        self.mesh = mesh if self.on_mesh else None
+        self.num_devices = mesh.devices.size if self.on_mesh else 1
+        self.sync_every = int(sync_every)
+        self.chunk_iters = int(chunk_iters)
+        self.buffered = name in ("replicated", "sharded") and self.sync_every > 1
+        self.block = min(self.sync_every, self.chunk_iters)
+
+    # -- the table's layout ----------------------------------------------------------
+    def padded_states(self, num_states: int) -> int:
+        return padded_states(num_states, self.name, self.num_devices)
+
+    def store(self, num_tables: int, num_states: int, num_actions: int,
+              updates_per_step: int) -> "LocalTable":
+        """Where the cells of a ``[num_tables, num_states, num_actions]`` table live."""
+        return make_table(self.name, num_tables, num_states, num_actions, self.num_devices,
+                          updates_per_step)
+
+    def psum(self, x):
+        """Sum over devices (identity on one)."""
+        return jax.lax.psum(x, AXIS) if self.on_mesh else x
+
+    # -- what the actors act on ------------------------------------------------------
+    def init_snapshot(self, qf, params):
+        """``async``: the actors' copy of the Q-function (None otherwise)."""
+        return qf.acting_params(params) if self.name == "async" else None
+
+    def acting(self, qf, params, snapshot, t):
+        """``(params the actors read, the snapshot to carry)``: ``async`` refreshes its
+        snapshot every ``sync_every`` steps (Mnih et al. 2016's bounded staleness)."""
+        if self.name != "async":
+            return params, snapshot
+        snapshot = jax.lax.cond(t % self.sync_every == 0, lambda: qf.acting_params(params),
+                                lambda: snapshot)
+        return qf.with_acting_params(params, snapshot), snapshot
+
+    # -- how TD errors reach the Q-function ------------------------------------------
+    def init_buffer(self, shape: tuple[int, ...]) -> TDBatch | None:
+        """The ``sync_every`` buffer: ``[block, *shape]`` per field (None when unbuffered)."""
+        if not self.buffered:
+            return None
+        z = lambda dt: jnp.zeros((self.block,) + tuple(shape), dt)  # noqa: E731
+        return TDBatch(z(jnp.int32), z(jnp.int32), z(jnp.int32), z(jnp.float32), z(bool))
+
+    def update(self, qf, params, batch: TDBatch, buffer: TDBatch | None, t, lr, visit_power):
+        """Apply one step's TD errors: at once, or into the buffer, whose entries are
+        applied together (one combined per-cell mean, on the table as of the block's
+        start) when the block or the chunk ends. The buffer's mask is cleared whenever it
+        is applied, so no entry reaches the table twice and none is dropped."""
+        if not self.buffered:
+            return qf.apply_td(params, batch, lr, visit_power), buffer
+        in_chunk = t % self.chunk_iters
+        slot = in_chunk % self.block
+        buffer = TDBatch(*(buf.at[slot].set(x) for buf, x in zip(buffer, batch)))
+        block_ends = (slot == self.block - 1) | (in_chunk == self.chunk_iters - 1)
+
+        def sync():
+            return qf.apply_td(params, buffer, lr, visit_power), jnp.zeros_like(buffer.mask)
+
+        params, unapplied = jax.lax.cond(block_ends, sync, lambda: (params, buffer.mask))
+        return params, buffer._replace(mask=unapplied)
+
+    # -- placement on the mesh -------------------------------------------------------
+    def carry_spec(self, c):
+        """PartitionSpecs of the training carry: table-shaped parts by ``table_spec``
+        (replicated, or rows split by state), per-env parts split along their env axis,
+        counters and keys replicated."""
+        tspec = table_spec(self.name)
+        table = lambda tree: jax.tree.map(lambda _: tspec, tree)  # noqa: E731
+        env = lambda tree, leading: jax.tree.map(  # noqa: E731
+            lambda _: P(*([None] * leading), AXIS), tree)
+        return c._replace(
+            qf=table(c.qf), q_actor=table(c.q_actor), pending=env(c.pending, 2),
+            env_state=env(c.env_state, 0), obs=P(AXIS), action=P(AXIS), window=env(c.window, 1),
+            ep_return=P(AXIS), ep_length=P(AXIS), t=P(), chunk=P(), key=P(),
+            words=P(None, AXIS),
+        )
+
+    def constrain(self, tree, spec):
+        """Lay ``tree`` out as ``spec`` says (no-op on one device)."""
+        if not self.on_mesh:
+            return tree
+        return jax.lax.with_sharding_constraint(
+            tree, jax.tree.map(lambda sp: NamedSharding(self.mesh, sp), spec))
+
+    def run(self, local_step, c, hp, ep, tables, words, env_keys):
+        """``local_step`` on this device's envs: directly on one device; under
+        ``shard_map`` on a mesh, every device with its slice of the envs and its part of
+        the table (``carry_spec``), hyperparameters and env params replicated."""
+        if not self.on_mesh:
+            return local_step(c, hp, ep, tables, words, env_keys)
+        cs = self.carry_spec(c)
+        rep = lambda x: jax.tree.map(lambda _: P(), x)  # noqa: E731
+        per_env = P(AXIS)
+        # outputs: the carry, step statistics (already summed over devices), and the
+        # per-env transition record (specs as tree prefixes)
+        f = jax.shard_map(
+            local_step, mesh=self.mesh,
+            in_specs=(cs, rep(hp), rep(ep), rep(tables), P(None, AXIS),
+                      None if env_keys is None else per_env),
+            out_specs=(cs, P(), per_env),
+            check_vma=False,
+        )
+        return f(c, hp, ep, tables, words, env_keys)
 
 
 def init_distributed(coordinator: str | None = None, num_processes: int | None = None,

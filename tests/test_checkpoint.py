@@ -40,19 +40,22 @@ def frozen_q_star():
 
 # ---- (a) interrupted + resumed == uninterrupted ----------------------------------------
 
-def test_interrupted_run_resumes_bit_for_bit(tmp_path, frozen_q_star):
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, tmp_path_factory, frozen_q_star):
     """Every kind of carry state at once: two tables, an n-step window, visit counts and
     a vmapped carry of 3 learners. (The plain single-table path, with periodic evaluation,
-    is resumed through the CLI below.)"""
-    cfg = TINY.replace(algo="double_q", n_step=3, lr_schedule="visit", aggregation="independent",
+    is resumed through the CLI below.) The three runs share their compiled programs
+    through jaxq's compile cache (the same programs either way; two separate compiles
+    giving the same bits is checked by the determinism test below)."""
+    cfg = TINY.replace(algo="double_q", n_step=3, lr_schedule="visit", learners="independent",
                        num_envs=3)
     path = str(tmp_path / "ck.npz")
-    full = train(cfg, frozen_q_star, progress=False)
+    cache = str(tmp_path_factory.mktemp("xla"))
+    full = train(cfg, frozen_q_star, progress=False, compile_cache=cache)
     part = train(cfg, frozen_q_star, progress=False, checkpoint_path=path, checkpoint_every=1,
-                 stop_after_chunks=2)
+                 stop_after_chunks=2, compile_cache=cache)
     assert len(part.metrics["env_steps"]) == 2 and os.path.exists(path)
     resumed = train(cfg, frozen_q_star, progress=False, checkpoint_path=path, checkpoint_every=1,
-                    resume=True)
+                    resume=True, compile_cache=cache)
     _assert_same_run(full, resumed)
     assert not np.isnan(resumed.metrics["q_error"]).any()
     assert os.listdir(tmp_path) == ["ck.npz"]  # no temporary files left behind
@@ -66,7 +69,8 @@ _KILL_DURING_FOURTH_SAVE = textwrap.dedent("""
     real_replace, saves = os.replace, []
 
     def replace(src, dst):  # the 4th save dies between writing its temp file and the rename
-        saves.append(dst)
+        if os.path.basename(dst) == "checkpoint.npz":  # (not the compile cache's entries)
+            saves.append(dst)
         if len(saves) == 4:
             os.kill(os.getpid(), signal.SIGKILL)
         real_replace(src, dst)
@@ -76,10 +80,13 @@ _KILL_DURING_FOURTH_SAVE = textwrap.dedent("""
 """)
 
 
-def test_cli_run_killed_by_a_signal_resumes_bit_for_bit(tmp_path):
+def test_cli_run_killed_by_a_signal_resumes_bit_for_bit(tmp_path, tmp_path_factory):
+    # the killed run, its resume and the uninterrupted run share their compiled programs
+    # through jaxq's compile cache: one compile of each instead of three
+    cache = str(tmp_path_factory.mktemp("xla"))
     flags = ["--num-envs", "8", "--total-steps", str(8 * 20 * 6), "--num-chunks", "6",
              "--eval-every", "2", "--eval-episodes", "16", "--no-progress",
-             "--out", str(tmp_path), "--checkpoint-every", "1"]
+             "--out", str(tmp_path), "--checkpoint-every", "1", "--compile-cache", cache]
     proc = subprocess.run([sys.executable, "-c", _KILL_DURING_FOURTH_SAVE, "train", *flags],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -94,7 +101,7 @@ def test_cli_run_killed_by_a_signal_resumes_bit_for_bit(tmp_path):
     cfg = TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
     env, params = jaxq.make(cfg.env_id)
     full = train(cfg, jaxq.value_iteration(jaxq.tabular_model(env, params), cfg.gamma),
-                 progress=False)
+                 progress=False, compile_cache=cache)
     assert np.load(tmp_path / "q.npy").tobytes() == full.q.tobytes()
     history = json.loads((tmp_path / "metrics.json").read_text())["history"]
     assert history == json.loads(json.dumps(_json_safe(full.metrics)))

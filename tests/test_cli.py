@@ -107,7 +107,7 @@ def test_train_on_cliff_walking_evaluates_with_a_step_cap(tmp_path):
 
 
 def test_independent_tables_are_saved_whole(tmp_path):
-    code, _, _ = _run(["train", "--aggregation", "independent", "--num-envs", "3",
+    code, _, _ = _run(["train", "--learners", "independent", "--num-envs", "3",
                        "--total-steps", "300", "--num-chunks", "1", "--eval-every", "0",
                        "--eval-episodes", "5", "--no-progress", "--out", str(tmp_path)])
     assert code == 0

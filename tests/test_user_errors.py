@@ -241,7 +241,7 @@ def test_every_train_option_says_what_it_does():
     (["--num-envs", "0"], "--num-envs must be >= 1"),
     (["--gamma", "2"], "--gamma must be in"),
     (["--num-devices", "2"], "--num-devices needs a multi-device strategy"),
-    (["--strategy", "replicated", "--aggregation", "independent"], "--aggregation='independent'"),
+    (["--strategy", "replicated", "--learners", "independent"], "--learners='independent'"),
     (["--env", "FrozenLake-v9"], "unknown --env 'FrozenLake-v9'"),
 ])
 def test_errors_name_the_flag(tmp_path, capsys, argv, flag):

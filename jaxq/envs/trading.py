@@ -35,6 +35,7 @@ return (P&L).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,9 @@ from flax import struct
 from jaxq.envs.base import Outcomes, TabularEnvironment, TabularParams, check_max_steps
 from jaxq.envs.grids import check_positive_int, check_probability
 from jaxq.envs.registry import register
-from jaxq.model import TabularModel, policy_start_value
+
+if TYPE_CHECKING:
+    from jaxq.model import TabularModel
 
 MAX_STATES = 1 << 24
 START_OPTIONS = ("mean", "uniform")
@@ -171,7 +174,7 @@ def buy_and_hold_policy(env: Trading) -> jax.Array:
     return jnp.full(env.num_states, LONG, jnp.int32)
 
 
-def expected_trades(env: Trading, model: TabularModel, policy) -> jax.Array:
+def expected_trades(env: Trading, model: "TabularModel", policy) -> jax.Array:
     """The exact expected number of trades (steps whose action differs from the current
     position) in one episode under ``policy`` (greedy actions ``[S]`` or probabilities
     ``[S, A]``, e.g. ``greedy_policy(Q*)``), from the start distribution.
@@ -180,6 +183,8 @@ def expected_trades(env: Trading, model: TabularModel, policy) -> jax.Array:
     evaluation on the model with its rewards replaced, converged exactly since every
     episode ends at the horizon.
     """
+    from jaxq.model import policy_start_value  # here: jaxq.model imports the envs package
+
     pos = env.decode(jnp.arange(env.num_states, dtype=jnp.int32))[2]
     trade = (jnp.arange(3)[None, :] != pos[:, None]).astype(jnp.float32)  # [S, A]
     counting = model._replace(reward=jnp.broadcast_to(trade[..., None], model.reward.shape))
