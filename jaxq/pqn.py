@@ -1,0 +1,244 @@
+"""PQN: parallelised Q-learning without a replay buffer or a target network (Gallici et
+al. 2024, "Simplifying Deep Temporal Difference Learning"), PureJaxRL style.
+
+One update::
+
+    rollout   N envs x K steps, epsilon-greedy on the live network    explore.BehaviourPolicy
+    targets   Q(lambda) returns by a reverse lax.scan                 q_lambda_targets
+    learn     num_epochs x num_minibatches steps of SGD on             optax (clip + RAdam)
+              0.5 (Q(s, a) - G)^2
+
+``make_train_pqn(config)`` returns a pure ``train(key, hparams=None) -> DeepOutput``: the
+whole run is one ``lax.scan`` over chunks of a ``lax.scan`` over updates, each chunk
+ending with a greedy evaluation, so it ``jit``-s and ``vmap``-s over seeds and over the
+array leaves of ``DeepHParams`` (lr, gamma, epsilon, lambda).
+
+A minibatch is ``K / num_minibatches`` time steps (a random subset, fresh every epoch) of
+*every* environment. That is the split that makes strategy ``replicated`` exact: the
+environments are divided over the devices, each device's share of a minibatch is its
+own environments' transitions, each computes the gradient of its mean loss and one
+all-reduce (``pmean``) gives every device the gradient of the global minibatch, which
+each applies to its identical copy of the parameters (the synchronous parameter server,
+without a server). All randomness is drawn for all N envs from keys every device holds
+and sliced per device, so one device and D devices run the same experiment, equal up
+to the order of float sums.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, PartitionSpec as P
+
+from jaxq import networks
+from jaxq.deep_config import DeepConfig, DeepEnv, DeepHParams, resolve_env
+from jaxq.strategies import AXIS, make_mesh
+
+
+class DeepOutput(NamedTuple):
+    """What a deep ``train`` returns: the trained network's parameters (replicated on
+    every device with strategy ``replicated``), the optimizer state, and per-chunk
+    metrics ``[num_chunks]`` (leading axes when vmapped): ``episodes``, ``return_sum``,
+    ``length_sum`` (episodes that ended in the chunk), ``loss`` (mean over the chunk's
+    gradient steps), ``eval_return``, ``eval_length``, ``eval_finished`` (the greedy
+    evaluation at the chunk's end). DQN adds ``target_params``."""
+
+    params: Any
+    opt_state: Any
+    metrics: dict[str, jax.Array]
+    target_params: Any = None
+
+
+class Rollout(NamedTuple):
+    """K steps of M envs, ``[K, M, ...]``: the observation acted on, the action, the
+    reward, whether the step terminated, whether it ended the episode (terminated or
+    truncated), and the final observation (the next one, before any auto-reset)."""
+
+    obs: Any
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+    final_obs: Any
+
+
+def q_lambda_targets(rewards: jax.Array, terminated: jax.Array, done: jax.Array,
+                     v_next: jax.Array, gamma, lam) -> jax.Array:
+    """Peng's Q(lambda) returns of a rollout ``[K, ...]`` (time first), by a reverse scan::
+
+        G_t = r_t + gamma (1 - terminated_t) B_t
+        B_t = v_t                                  if the episode ended at t or t = K - 1
+              (1 - lam) v_t + lam G_{t+1}          otherwise
+
+    with ``v_t = max_a Q(s'_t, a)`` at the step's final observation ``s'_t``. A
+    terminated step never bootstraps; a truncated one (time-out) bootstraps from its final
+    observation and is not mixed with the next episode's return. lam = 0 is one-step
+    Q-learning's target, lam = 1 the Monte-Carlo return cut at the rollout's end.
+    """
+    K = rewards.shape[0]
+    cut = done | (jnp.arange(K) == K - 1).reshape((K,) + (1,) * (rewards.ndim - 1))
+
+    def back(g_next, x):
+        r, term, c, v = x
+        boot = jnp.where(c, v, (1.0 - lam) * v + lam * g_next)
+        g = r + gamma * jnp.where(term, 0.0, boot)
+        return g, g
+
+    _, g = jax.lax.scan(back, jnp.zeros_like(v_next[-1]), (rewards, terminated, cut, v_next),
+                        reverse=True)
+    return g
+
+
+class _Carry(NamedTuple):
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: Any
+    ep_return: jax.Array
+    ep_length: jax.Array
+    t: jax.Array  # env-step iterations done (the exploration schedules' clock)
+    key: jax.Array
+
+
+def _devices(config: DeepConfig, mesh: Mesh | None) -> Mesh | None:
+    if config.strategy == "single":
+        return None
+    return make_mesh(config.num_devices) if mesh is None else mesh
+
+
+def check_split(config: DeepConfig, num_devices: int) -> int:
+    """Envs per device; ``num_envs`` must split evenly over the devices."""
+    if config.num_envs % num_devices:
+        raise ValueError(f"num_envs={config.num_envs} must be divisible by the number of "
+                         f"devices ({num_devices}) for strategy {config.strategy!r}")
+    return config.num_envs // num_devices
+
+
+def env_slicer(num_devices: int, per_device: int) -> Callable[[Any], Any]:
+    """``x [N, ...] -> this device's [M, ...]`` (identity on one device): randomness is
+    drawn for all N envs, so the run does not depend on how they are split."""
+    if num_devices == 1:
+        return lambda x: x
+
+    def local(x):
+        i = jax.lax.axis_index(AXIS)
+        return jax.lax.dynamic_slice_in_dim(x, i * per_device, per_device, axis=0)
+    return local
+
+
+def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
+                   env: DeepEnv | None = None) -> Callable[..., DeepOutput]:
+    """A pure ``train(key, hparams=None) -> DeepOutput`` for PQN (see the module
+    docstring). ``mesh`` overrides the devices of strategy ``replicated`` (default:
+    ``config.num_devices`` of ``jax.devices()``); ``env`` a pre-built ``DeepEnv``."""
+    if not isinstance(config, DeepConfig):
+        raise TypeError(f"config must be a DeepConfig, got {type(config).__name__}")
+    if config.algo != "pqn":
+        raise ValueError(f"make_train_pqn needs algo='pqn', got {config.algo!r}")
+    denv = resolve_env(config) if env is None else env
+    mesh = _devices(config, mesh)
+    D = 1 if mesh is None else mesh.devices.size
+    M = check_split(config, D)
+    N, K = config.num_envs, config.rollout_len
+    B, E = config.num_minibatches, config.num_epochs
+    plan = config.plan()
+    network = networks.make_network(config, denv.num_actions)
+    behaviour = networks.behaviour_policy(config, plan["iterations"] * K)
+    local = env_slicer(D, M)
+    on_mesh = mesh is not None
+    cap = int(min(config.eval_max_steps, denv.time_limit))
+    step_env = jax.vmap(denv.env.step, in_axes=(0, 0, 0, None))
+    q_of = lambda p, obs: network.apply(p, denv.features(obs))  # noqa: E731
+
+    def optimizer(hp):
+        return networks.make_optimizer(config, hp, plan["iterations"] * B * E)
+
+    def init(key, hp) -> _Carry:
+        k_net, k_env, key = jax.random.split(key, 3)
+        obs, env_state = jax.vmap(denv.env.reset, in_axes=(0, None))(
+            local(jax.random.split(k_env, N)), denv.params)
+        params = network.init(k_net, jnp.zeros((1, denv.obs_dim), jnp.float32))
+        return _Carry(params, optimizer(hp).init(params), env_state, obs,
+                      jnp.zeros(M, jnp.float32), jnp.zeros(M, jnp.int32), jnp.int32(0), key)
+
+    def env_step(hp, c: _Carry, _):
+        key, k_act, k_env = jax.random.split(c.key, 3)
+        acting = behaviour.at(hp, c.t)
+        a = networks.select_actions(acting, q_of(c.params, c.obs),
+                                    local(jax.random.bits(k_act, (N,), jnp.uint32)))
+        obs, env_state, r, term, trunc, info = step_env(local(jax.random.split(k_env, N)),
+                                                        c.env_state, a, denv.params)
+        r = r.astype(jnp.float32)
+        done = term | trunc
+        roll = Rollout(c.obs, a, r, term, done, info["final_observation"])
+        ep_return, ep_length = c.ep_return + r, c.ep_length + 1
+        stats = (jnp.sum(done, dtype=jnp.int32), jnp.sum(jnp.where(done, ep_return, 0.0)),
+                 jnp.sum(jnp.where(done, ep_length, 0).astype(jnp.float32)))
+        c = _Carry(c.params, c.opt_state, env_state, obs, jnp.where(done, 0.0, ep_return),
+                   jnp.where(done, 0, ep_length), c.t + 1, key)
+        return c, (roll, stats)
+
+    def learn(params, opt_state, roll: Rollout, g, key, tx):
+        def minibatch(carry, idx):
+            params, opt_state = carry
+
+            def loss_fn(p):
+                q = q_of(p, roll.obs[idx])  # [K/B, M, A]
+                q_sa = jnp.take_along_axis(q, roll.action[idx][..., None], axis=-1)[..., 0]
+                return 0.5 * jnp.mean(jnp.square(q_sa - g[idx]))
+
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            if on_mesh:  # the global minibatch's gradient, on every device
+                loss, grads = jax.lax.pmean((loss, grads), AXIS)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        def epoch(carry, k):
+            order = jax.random.permutation(k, K).reshape(B, K // B)
+            return jax.lax.scan(minibatch, carry, order)
+
+        (params, opt_state), losses = jax.lax.scan(epoch, (params, opt_state),
+                                                   jax.random.split(key, E))
+        return params, opt_state, jnp.mean(losses)
+
+    def update(hp, c: _Carry, _):
+        c, (roll, stats) = jax.lax.scan(lambda c, x: env_step(hp, c, x), c, None, length=K)
+        v_next = jnp.max(q_of(c.params, roll.final_obs), axis=-1)  # [K, M]
+        g = q_lambda_targets(roll.reward * hp.reward_scale, roll.terminated, roll.done,
+                             jax.lax.stop_gradient(v_next), hp.gamma, hp.q_lambda)
+        key, k_learn = jax.random.split(c.key)
+        params, opt_state, loss = learn(c.params, c.opt_state, roll, g, k_learn,
+                                        optimizer(hp))
+        stats = jax.tree.map(jnp.sum, stats)
+        return c._replace(params=params, opt_state=opt_state, key=key), (stats, loss)
+
+    def chunk(hp, k_eval, c: _Carry, i):
+        c, ((episodes, ret, length), loss) = jax.lax.scan(
+            lambda c, x: update(hp, c, x), c, None, length=plan["chunk_iters"])
+        episodes, ret, length = (jnp.sum(x) for x in (episodes, ret, length))
+        if on_mesh:
+            episodes, ret, length = jax.lax.psum((episodes, ret, length), AXIS)
+        ev = networks.greedy_rollouts(lambda f: network.apply(c.params, f), denv,
+                                      jax.random.fold_in(k_eval, i), config.eval_episodes, cap)
+        return c, {"episodes": episodes, "return_sum": ret, "length_sum": length,
+                   "loss": jnp.mean(loss), "eval_return": ev.mean_return,
+                   "eval_length": ev.mean_length, "eval_finished": ev.finished}
+
+    def run(key, hp) -> DeepOutput:
+        k_eval, key = jax.random.split(key)
+        c = init(key, hp)
+        c, metrics = jax.lax.scan(lambda c, i: chunk(hp, k_eval, c, i), c,
+                                  jnp.arange(1, plan["num_chunks"] + 1))
+        return DeepOutput(c.params, c.opt_state, metrics)
+
+    if on_mesh:
+        run = jax.shard_map(run, mesh=mesh, in_specs=(P(), P()), out_specs=P(),
+                            check_vma=False)
+
+    def train(key: jax.Array, hparams: DeepHParams | None = None) -> DeepOutput:
+        return run(key, config.hparams() if hparams is None else hparams)
+
+    return train
