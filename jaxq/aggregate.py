@@ -94,7 +94,15 @@ def apply_updates(q, idx, td, lr, aggregation: str, dense: bool, scratch, visits
         return q.at[idx].add(rate * td, mode="drop"), scratch, visits
     acc = scratch.acc.at[idx].add(td, mode="drop")
     cnt = scratch.cnt.at[idx].add(1.0, mode="drop")
-    mean = _get(acc, idx) / jnp.maximum(_get(cnt, idx), 1.0)
+    acc_at, cnt_at = _get(acc, idx), _get(cnt, idx)
+    mean = acc_at / jnp.maximum(cnt_at, 1.0)
     q = q.at[idx].set(_get(q, idx) + rate * mean, mode="drop")
-    scratch = Scratch(acc.at[idx].set(0.0, mode="drop"), cnt.at[idx].set(0.0, mode="drop"))
+    # Zero the touched accumulators in place for the next step. The zeros are computed
+    # from the gathered counts (0 for every entry: cnt_at >= 1 where the index is real,
+    # and mean = 0 where it is not) so that the zeroing scatters depend on the gathers:
+    # with constant zeros XLA could not order the gathers before the in-place writes and
+    # copied both [T, S, A] accumulators, and the loop's carried ones, on every step
+    # (a 1024x1024 maze at N = 1,024: 0.13M -> 5.5M env steps/s on a 2-core CPU).
+    zero = jnp.where(cnt_at > 0, 0.0, mean)
+    scratch = Scratch(acc.at[idx].set(zero, mode="drop"), cnt.at[idx].set(zero, mode="drop"))
     return q, scratch, visits
