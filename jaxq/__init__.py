@@ -36,6 +36,12 @@ _EXPORTS = {
     "make_tabular": "jaxq.envs.discretize",
     "make_mesh": "jaxq.strategies",
     "init_distributed": "jaxq.strategies",
+    "DeepConfig": "jaxq.deep_config",
+    "DeepHParams": "jaxq.deep_config",
+    "train_deep": "jaxq.deep_config",
+    "make_train_pqn": "jaxq.pqn",
+    "make_train_dqn": "jaxq.dqn",
+    "QNetwork": "jaxq.networks",
 }
 
 __all__ = sorted(_EXPORTS)

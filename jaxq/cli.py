@@ -704,6 +704,90 @@ def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
+# ---- train-deep: PQN and DQN (jaxq/deep_config.py, pqn.py, dqn.py) -------------------
+
+def _add_deep_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per DeepConfig field (``--env`` for env_id); unset flags are absent."""
+    from jaxq.deep_config import DeepConfig
+
+    for f in dataclasses.fields(DeepConfig):
+        if f.name == "env_kwargs":
+            p.add_argument("--env-kwarg", dest="env_kwargs", action="append",
+                           metavar="KEY=VALUE", default=argparse.SUPPRESS,
+                           help="environment keyword argument (repeatable)")
+            continue
+        default = f.default
+        kind: Callable[[str], Any] = (
+            _int_like if type(default) is int else _float_like if type(default) is float
+            else str if type(default) is str else _json_or_str)
+        p.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS,
+                       metavar="ID" if f.name == "env_id" else f.name.upper(),
+                       help=f"default: {'none' if default is None else default}")
+
+
+def cmd_train_deep(args: argparse.Namespace) -> int:
+    """Validate the flags and --out, then train PQN or DQN and write config.json,
+    params.npz (the network's parameters by name), metrics.json and learning_curve.png."""
+    from jaxq import deep_config
+
+    names = {f.name for f in dataclasses.fields(deep_config.DeepConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    if "env_kwargs" in given:
+        given["env_kwargs"] = parse_env_kwargs(given["env_kwargs"])
+    flags = {n: _flag(n) for n in names}
+
+    def deep_flagify(e: Exception) -> str:
+        text = str(e)
+        for name in sorted(names, key=len, reverse=True):
+            tail = "" if "_" in name else r"(?=\s+must\b|\s+needs\b|=|\s+\()"
+            text = re.sub(rf"(?<![\w-]){name}\b{tail}", flags[name], text)
+        return text
+
+    try:
+        config = deep_config.DeepConfig(**given)
+        deep_config.resolve_env(config)
+    except (ValueError, TypeError) as e:
+        raise CliError(deep_flagify(e)) from None
+    out = args.out
+    found = _check_out(out, False, args.overwrite)
+    try:
+        os.makedirs(out, exist_ok=True)
+        for name in found + (["params.npz"] if args.overwrite else []):
+            if os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        with open(os.path.join(out, "config.json"), "w") as f:
+            f.write(config.to_json() + "\n")
+    except OSError as e:
+        raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+    try:
+        result = deep_config.train_deep(config)
+    except (ValueError, TypeError) as e:
+        raise CliError(deep_flagify(e)) from None
+    import jax
+
+    devices = jax.devices()
+    s = result.summary()
+    np.savez(os.path.join(out, "params.npz"), **deep_config.flat_params(result.params))
+    _write_json(os.path.join(out, "metrics.json"), {
+        "about": {"algo": config.algo, "env_id": config.env_id, "jax": jax.__version__,
+                  "platform": devices[0].platform, "device_kind": devices[0].device_kind,
+                  "device_count": len(devices)},
+        "history": result.metrics, "summary": s, "timings": result.timings})
+    written = ["config.json", "params.npz", "metrics.json"]
+    from jaxq import plotting
+
+    if plotting.matplotlib_available():
+        plotting.save_learning_curve(os.path.join(out, "learning_curve.png"), result.metrics,
+                                     f"{config.algo} on {config.env_id}", False)
+        written.append("learning_curve.png")
+    print(f"{config.algo} on {config.env_id}: {s['env_steps']:,} env steps, "
+          f"{result.timings['compile_s']:.2f} s compile + {result.timings['run_s']:.2f} s run "
+          f"({_fmt(result.timings['steps_per_s'], '.3g')} steps/s); greedy return "
+          f"{_fmt(s['eval_return'], '.1f')} over {config.eval_episodes} episodes")
+    print(f"wrote {', '.join(written)} to {out}")
+    return 0
+
+
 # ---- entry point -------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -774,6 +858,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the pictures here instead of RUN_DIR (created)")
     pl.set_defaults(func=cmd_plot)
 
+    td = sub.add_parser("train-deep", allow_abbrev=False,
+                        help="train a neural Q-function (PQN or DQN; see jaxq.DeepConfig)",
+                        description="Train PQN or DQN (--algo); write config.json, "
+                                    "params.npz, metrics.json, learning_curve.png to --out.")
+    _add_deep_flags(td)
+    td.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    td.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    td.set_defaults(func=cmd_train_deep)
     sub.add_parser("envs", help="list jaxq's environment ids").set_defaults(func=cmd_envs)
     sub.add_parser("bench", add_help=False, help="throughput benchmark (if jaxq.bench exists)",
                    ).set_defaults(func=cmd_bench)

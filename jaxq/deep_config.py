@@ -254,3 +254,96 @@ def resolve_env(config: DeepConfig) -> DeepEnv:
             return jnp.reshape(obs, obs.shape[:obs.ndim - len(obs_space.shape)] + (obs_dim,)
                                ).astype(jnp.float32)
     return DeepEnv(env, params, features, obs_dim, int(act.n), time_limit(params))
+
+
+# ---- the convenient form -------------------------------------------------------------
+
+@dataclass
+class DeepResult:
+    """What ``train_deep`` returns: host copies of the trained parameters (and DQN's
+    target network), the per-chunk history, and timings (compile apart from running)."""
+
+    params: Any
+    metrics: dict[str, Any]
+    timings: dict[str, float]
+    config: DeepConfig
+    target_params: Any = None
+
+    def summary(self) -> dict[str, float]:
+        """The last chunk's figures and the timings."""
+        m = self.metrics
+        out: dict[str, Any] = {"env_steps": int(m["env_steps"][-1]),
+                               "episodes": int(m["episodes"][-1])}
+        for k in ("mean_return", "mean_length", "loss", "eval_return", "eval_length",
+                  "eval_finished"):
+            out[k] = float(m[k][-1])
+        out.update(self.timings)
+        return out
+
+
+def host_history(config: DeepConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-chunk device sums -> the reported history (NumPy): ``env_steps`` and
+    ``episodes`` cumulative (int64), ``mean_return``/``mean_length`` of the episodes that
+    ended in each chunk (NaN where none did), the greedy evaluation's figures, and the
+    names ``jaxq.plotting.save_learning_curve`` draws."""
+    import numpy as np
+
+    plan = config.plan()
+    raw = {k: np.asarray(v) for k, v in raw.items()}
+    n = len(raw["episodes"])
+    eps = raw["episodes"].astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "env_steps": np.arange(1, n + 1, dtype=np.int64) * plan["chunk_iters"]
+            * plan["steps_per_iteration"],
+            "episodes_in_chunk": eps,
+            "episodes": np.cumsum(eps),
+            "mean_return": raw["return_sum"].astype(np.float64) / eps,
+            "mean_length": raw["length_sum"].astype(np.float64) / eps,
+            "loss": raw["loss"].astype(np.float64),
+            "eval_return": raw["eval_return"].astype(np.float64),
+            "eval_length": raw["eval_length"].astype(np.float64),
+            "eval_finished": raw["eval_finished"].astype(np.float64),
+        }
+    return out
+
+
+def make_train_deep(config: DeepConfig, mesh: Any = None) -> Callable[..., Any]:
+    """``make_train_pqn`` or ``make_train_dqn``, by ``config.algo``."""
+    if not isinstance(config, DeepConfig):
+        raise TypeError(f"config must be a DeepConfig, got {type(config).__name__}")
+    if config.algo == "pqn":
+        from jaxq.pqn import make_train_pqn
+        return make_train_pqn(config, mesh)
+    from jaxq.dqn import make_train_dqn
+    return make_train_dqn(config)
+
+
+def train_deep(config: DeepConfig, mesh: Any = None) -> DeepResult:
+    """Compile and run one deep training run (``key(config.seed)``), timing compilation
+    apart from running; the history as ``host_history`` reports it."""
+    import time
+
+    train = make_train_deep(config, mesh)
+    key, hp = jax.random.key(config.seed), config.hparams()
+    t0 = time.perf_counter()
+    compiled = jax.jit(train).lower(key, hp).compile()
+    compile_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    out = jax.block_until_ready(compiled(key, hp))
+    run_s = time.perf_counter() - t1
+    steps = config.plan()["env_steps"]
+    host = jax.device_get(out)
+    return DeepResult(host.params, host_history(config, host.metrics),
+                      {"compile_s": compile_s, "run_s": run_s, "steps_per_s": steps / run_s},
+                      config, host.target_params)
+
+
+def flat_params(params: Any) -> dict[str, Any]:
+    """A parameter pytree as ``{"Dense_0/kernel": array, ...}`` (for ``np.savez``)."""
+    import numpy as np
+    from flax import traverse_util
+    from flax.serialization import to_state_dict
+
+    flat = traverse_util.flatten_dict(to_state_dict(params), sep="/")
+    return {k: np.asarray(v) for k, v in flat.items()}
