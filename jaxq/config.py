@@ -26,6 +26,8 @@ AGGREGATIONS = ("mean", "sum")
 LEARNERS = ("shared", "independent")
 LR_SCHEDULES = SCHEDULES + ("visit",)
 STRATEGIES = ("single", "replicated", "sharded", "async")
+# what holds the action values: a dense table, or linear weights over tile coding
+Q_FUNCTIONS = ("table", "tiles")
 INT32_MAX = 2**31 - 1
 
 
@@ -112,10 +114,20 @@ class TrainConfig:
     strategy: str = "single"
     sync_every: int = 1
     num_devices: int | None = None
-    # discretizer for continuous gymnax environments
+    # discretizer for continuous gymnax environments (q_function "table"); low/high are
+    # also the box that tiles cover
     bins: Any = None
     low: Any = None
     high: Any = None
+    # the Q-function: "table" (dense [S, A]) or "tiles" (linear over tile coding,
+    # jaxq/tiles.py: num_tilings offset grids of tiles_per_dim tiles per dimension over
+    # [low, high], hashed into max_tiles rows when larger; on a tabular env, one-hot
+    # features, one tile per state). None: 8 tilings of 8 tiles per dimension (1 tiling
+    # of one-hot features on a tabular env)
+    q_function: str = "table"
+    tiles_per_dim: Any = None
+    num_tilings: int | None = None
+    max_tiles: int = 2**20
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -180,6 +192,35 @@ class TrainConfig:
             raise ValueError(
                 f"num_envs x steps per chunk = {steps_per_chunk} exceeds 2**31 - 1; raise num_chunks"
             )
+        _choice("q_function", self.q_function, Q_FUNCTIONS)
+        if self.q_function == "tiles":
+            if self.bins is not None:
+                raise ValueError("bins discretizes for q_function='table'; q_function='tiles' "
+                                 "covers [low, high] with tiles_per_dim and num_tilings")
+            if self.num_tilings is not None:
+                _int("num_tilings", self.num_tilings, 1, 1024)
+            if self.tiles_per_dim is not None:
+                tpd = self.tiles_per_dim
+                for i, x in enumerate(tpd if isinstance(tpd, (list, tuple)) else [tpd]):
+                    _int("tiles_per_dim" if not isinstance(tpd, (list, tuple))
+                         else f"tiles_per_dim[{i}]", x, 1, 2**20)
+            _int("max_tiles", self.max_tiles, 1, 2**28)
+            if self.lr_schedule == "visit":
+                raise ValueError("lr_schedule='visit' counts visits of table cells; "
+                                 "q_function='tiles' takes constant, linear, exponential or "
+                                 "cosine (each tiling's step is lr / num_tilings)")
+            if self.strategy == "sharded":
+                raise ValueError("strategy 'sharded' splits a table's state rows over devices; "
+                                 "q_function='tiles' runs with strategy single, replicated or "
+                                 "async")
+            if self.strategy == "replicated" and self.sync_every != 1:
+                raise ValueError("q_function='tiles' with strategy 'replicated' applies the "
+                                 "combined update every step: sync_every must be 1")
+        else:
+            for name in ("tiles_per_dim", "num_tilings"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} needs q_function='tiles' (got q_function="
+                                     f"{self.q_function!r})")
         if self.plan()["iterations"] > INT32_MAX:
             raise ValueError("total_steps / num_envs must be below 2**31 update steps")
 

@@ -56,6 +56,11 @@ def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int 
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
     venv = VecEnv(env, params, num_episodes)
+    if not venv.tabular:
+        raise ValueError(f"{env.name} observes vectors ({venv.obs_shape}), not state indices: "
+                         "a Q-table cannot be evaluated on it; train with q_function='tiles' "
+                         "(its periodic evaluation rolls out the greedy policy) or discretize "
+                         "the env (bins=...)")
     q = jnp.asarray(q)
     expected = (venv.num_states, venv.num_actions)
     if q.shape != expected:
@@ -69,9 +74,14 @@ def evaluate(env, params, q, num_episodes: int = 1000, key=None, max_steps: int 
     return Evaluation(*(float(x) for x in jax.device_get(ev)))
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
-    """The jit-able core of ``evaluate`` (also called inside training)."""
+@partial(jax.jit, static_argnums=(0, 4, 5))
+def rollouts(venv: VecEnv, params, q, key, cap: int, values_fn=None) -> Evaluation:
+    """The jit-able core of ``evaluate`` (also called inside training).
+
+    ``q``: an ``[S, A]`` table read at state indices, or, with ``values_fn`` (a hashable
+    ``(q, obs) -> columns``, e.g. a Q-function's bound ``global_values``), any
+    Q-function's parameters: the greedy policy of ``values_fn(q, obs)`` is rolled out,
+    so function approximators are evaluated the same way as tables."""
     n = venv.num_envs
     tables = venv.prepare(params)
     k_reset, key = jax.random.split(key)
@@ -85,7 +95,8 @@ def rollouts(venv: VecEnv, params, q, key, cap: int) -> Evaluation:
         t, key, obs, state, ret, done, success, length = c
         key, k_u, k_env = jax.random.split(key, 3)
         words = jax.random.bits(k_u, (1 + venv.num_words, n), jnp.uint32)
-        cols = q_columns(q.reshape(-1), obs, q.shape[1])
+        cols = (q_columns(q.reshape(-1), obs, q.shape[1]) if values_fn is None
+                else values_fn(q, obs))
         if venv.has_action_mask:
             cols = mask_columns(cols, venv.env.valid_actions(obs, params))
         action = greedy(cols, halves(words[0])[1])

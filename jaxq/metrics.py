@@ -63,12 +63,16 @@ def q_error(q_est: jax.Array, q_star: jax.Array | None) -> jax.Array:
 
 class PeriodicEvaluation(NamedTuple):
     """A greedy evaluation of ``episodes`` rollouts (capped at ``cap`` steps) every
-    ``every`` chunks and after the last one (``every`` = 0: never)."""
+    ``every`` chunks and after the last one (``every`` = 0: never).
+
+    ``values_fn`` None: ``q`` is an ``[S, A]`` table; otherwise ``q`` is a Q-function's
+    parameters and ``values_fn(q, obs)`` its greedy columns (``evaluation.rollouts``)."""
 
     every: int
     num_chunks: int
     venv: VecEnv | None
     cap: int
+    values_fn: Any = None
 
     def __call__(self, chunk: jax.Array, key: jax.Array, env_params: Any,
                  q_est: jax.Array) -> tuple[jax.Array, ...]:
@@ -78,7 +82,8 @@ class PeriodicEvaluation(NamedTuple):
         due = (chunk % self.every == 0) | (chunk == self.num_chunks)
         k_eval = jax.random.fold_in(key, chunk)
         return jax.lax.cond(
-            due, lambda: tuple(rollouts(self.venv, env_params, q_est, k_eval, self.cap)),
+            due, lambda: tuple(rollouts(self.venv, env_params, q_est, k_eval, self.cap,
+                                        self.values_fn)),
             lambda: (nan, nan, nan, nan))
 
 

@@ -9,6 +9,8 @@ pure functions of explicit parameters::
     v      = qf.value(params, states, actions, which)
     params = qf.apply_td(params, batch, lr, visit_power)
     q_sa   = qf.estimate(params)                     # [S, A]: evaluation, checkpoints
+    cols   = qf.global_values(params, states)        # the estimate's columns, read
+                                                     # outside the strategy's collectives
 
 ``which`` selects one of ``num_tables`` estimates (Double Q-learning keeps two; an array
 picks per entry). ``values`` returns *columns*: a tuple of A arrays shaped like
@@ -18,12 +20,24 @@ measured ~15x faster than reductions over a minor axis of size A (``explore.py``
 shape (one step's ``[n, N]`` window, or a buffered block ``[k, n, N]``); ``mask`` says
 which entries are real.
 
+``states`` are whatever the environment observes, as the loop carries them: ``[...]``
+int32 state indices (tabular envs) or ``[..., d]`` float32 vectors (gymnax's continuous
+envs, ``vecenv.VecEnv``); a Q-function takes the leading axes as batch axes and returns
+values shaped like them. A table needs indices; other Q-functions may take either.
+
 ``DenseTable`` is the tabular Q-function. Where its cells live (one device, replicas, or
 rows sharded by state) is the strategy's store (``strategies.LocalTable`` and
 subclasses); the table adds what an update *means*: ``mean`` / ``sum`` aggregation of
 the TD errors that hit one cell in one step (``aggregate.py``), and the optional
-visit-count learning rate. A linear Q-function over tile coding, or a neural network
-trained with optax, implements the same five functions; the loop does not change.
+visit-count learning rate. ``tiles.TileCodedQ`` (linear Q over tile coding, or one-hot
+features on a tabular env) implements the same functions on weights kept in the same
+stores; a neural network trained with optax can too. The loop does not change, except
+that it uses a table's extras (``greedy_table``, Q* errors) only where a table exists.
+
+``estimate`` is what a run returns, checkpoints report and compares with Q*: a table's
+``[S, A]`` values, a linear Q-function's ``[num_tiles, A]`` weights (the table itself for
+one-hot features). Greedy evaluation of any Q-function rolls out the argmax of
+``global_values`` (``evaluation.rollouts``).
 """
 
 from __future__ import annotations
@@ -66,6 +80,8 @@ class QFunction(Protocol):
                  visit_power: jax.Array) -> Any: ...
 
     def estimate(self, params: Any) -> jax.Array: ...
+
+    def global_values(self, params: Any, states: jax.Array) -> Columns: ...
 
     # strategy "async": the part of the parameters actors read, kept as a stale copy
     def acting_params(self, params: Any) -> Any: ...
@@ -139,6 +155,11 @@ class DenseTable:
         """``[S, A]``: the table, or (QA + QB) / 2 for Double Q-learning."""
         q = params.q
         return (q[0] if q.shape[0] == 1 else jnp.mean(q, axis=0))[:self.num_states]
+
+    def global_values(self, params: TableParams, states: jax.Array) -> Columns:
+        """The estimate's columns at ``states``, read from the whole (global) table outside
+        the strategy's collectives (the first action of a run)."""
+        return explore.rows_to_columns(self.estimate(params)[states])
 
     def acting_params(self, params: TableParams) -> jax.Array:
         """What actors read (the values; not the counts or accumulators)."""

@@ -1,8 +1,9 @@
 """n-step targets: a window of each env's last n transitions, and the TD targets of the
 entries whose return is complete.
 
-Every function is pure and works on ``[n, N]`` arrays (oldest entry first), so one-step
-learning is the case n = 1 and nothing else in the loop knows about n::
+Every function is pure and works on ``[n, N]`` arrays (oldest entry first; observations
+``[n, N, *obs_shape]``: state indices, or vectors for function approximation), so
+one-step learning is the case n = 1 and nothing else in the loop knows about n::
 
     window = push(window, s, a, r)                       # the step's transition enters
     update = complete(window, done)                      # oldest entry, or all at an episode's end
@@ -27,7 +28,8 @@ import jax.numpy as jnp
 
 
 class Window(NamedTuple):
-    """The last n transitions of every env, oldest first: ``[n, N]`` each."""
+    """The last n transitions of every env, oldest first: ``[n, N]`` each (``s``:
+    ``[n, N, *obs_shape]``)."""
 
     s: jax.Array
     a: jax.Array
@@ -35,9 +37,13 @@ class Window(NamedTuple):
     pending: jax.Array  # not yet updated, and in the current episode
 
 
-def empty_window(n: int, num_envs: int) -> Window:
+def empty_window(n: int, num_envs: int, obs_shape: tuple[int, ...] = (),
+                 obs_dtype=jnp.int32) -> Window:
+    """An all-retired window; observations of ``obs_shape`` (``()``: state indices)."""
     zi = jnp.zeros((n, num_envs), jnp.int32)
-    return Window(zi, zi, jnp.zeros((n, num_envs), jnp.float32), jnp.zeros((n, num_envs), bool))
+    zs = zi if obs_shape == () and obs_dtype == jnp.int32 else jnp.zeros(
+        (n, num_envs) + tuple(obs_shape), obs_dtype)
+    return Window(zs, zi, jnp.zeros((n, num_envs), jnp.float32), jnp.zeros((n, num_envs), bool))
 
 
 def push(w: Window, s: jax.Array, a: jax.Array, r: jax.Array) -> Window:
@@ -45,7 +51,7 @@ def push(w: Window, s: jax.Array, a: jax.Array, r: jax.Array) -> Window:
     return Window(
         jnp.concatenate([w.s[1:], s[None]]), jnp.concatenate([w.a[1:], a[None]]),
         jnp.concatenate([w.r[1:], r[None]]),
-        jnp.concatenate([w.pending[1:], jnp.ones((1,) + s.shape, bool)]),
+        jnp.concatenate([w.pending[1:], jnp.ones((1,) + r.shape, bool)]),
     )
 
 

@@ -15,10 +15,13 @@ This module only wires parts that each do one job. One step, for all N environme
     target   the rule's value of the next state, n-step        rules.RULES, targets.py
              window and targets of complete entries
     update   TD errors -> the Q-function, at once or in        Strategy.update ->
-             sync_every blocks, on one device or a mesh          qfunctions.DenseTable.apply_td
+             sync_every blocks, on one device or a mesh          QFunction.apply_td (a
+                                                                 DenseTable, tiles.TileCodedQ)
     metrics  episode statistics and |TD| summed on device      metrics.py
 
 and ``Strategy.run`` decides where the step runs (directly, or under ``shard_map``).
+Observations are whatever ``VecEnv`` carries: state indices for a table, or vectors of a
+continuous gymnax env for ``q_function="tiles"``; nothing in the step depends on which.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from jaxq import explore, strategies, targets
+from jaxq import tiles as tiles_lib
 from jaxq import metrics as metrics_lib
 from jaxq.config import HParams, TrainConfig
 from jaxq.metrics import StepStats
@@ -53,7 +57,7 @@ class Carry(NamedTuple):
     q_actor: Any  # strategy "async": the actors' stale copy (else None)
     pending: TDBatch | None  # the strategy's sync_every buffer, [block, n, N] (else None)
     env_state: Any
-    obs: jax.Array  # [N] int32
+    obs: jax.Array  # [N] int32 state indices, or [N, d] float32 observation vectors
     action: jax.Array  # [N] int32, the next action (used by SARSA)
     window: Window
     ep_return: jax.Array  # [N] f32
@@ -90,7 +94,7 @@ class TrainOutput(NamedTuple):
     """What the pure ``train`` of ``make_train`` returns (device arrays; ``jaxq.train``
     returns a host-side ``TrainResult``)."""
 
-    q: jax.Array  # [S, A] (or [N, S, A] with learners="independent")
+    q: jax.Array  # [S, A] (or [N, S, A] with learners="independent"); tiles: [num_tiles, A] weights
     metrics: dict[str, jax.Array]  # per chunk: [num_chunks] (leading learner axes if vmapped)
     carry: Carry
 
@@ -110,8 +114,21 @@ class Learner:
 
 
 def resolve_env(config: TrainConfig):
-    """``(env, params)`` for the config; continuous envs need ``bins``."""
-    from jaxq.envs.discretize import make_tabular
+    """``(env, params)`` for the config: a table needs state indices (continuous envs
+    need ``bins``); tiles take a continuous env's observation vectors as they are, and a
+    tabular env's state indices (one-hot features)."""
+    from jaxq.envs.discretize import EXACT_INDEXES, discretize, make_tabular
+
+    if config.q_function == "tiles":
+        from gymnax.environments import spaces
+
+        from jaxq.envs.base import TabularEnvironment
+        from jaxq.envs.registry import make
+
+        env, params = make(config.env_id, **config.env_kwargs)
+        vector = (isinstance(env.observation_space(params), spaces.Box)
+                  and not isinstance(env, TabularEnvironment) and type(env) not in EXACT_INDEXES)
+        return (env, params) if vector else discretize(env, params, env_id=config.env_id)
 
     kw = {k: v for k, v in (("bins", config.bins), ("low", config.low), ("high", config.high))
           if v is not None}
@@ -170,6 +187,12 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         return _independent(config, inner)
     venv = VecEnv(env, params, config.num_envs)
     S, A, N, n = venv.num_states, venv.num_actions, config.num_envs, config.n_step
+    use_tiles = config.q_function == "tiles"
+    for name, x in (("q_star", q_star), ("init_q", init_q)):
+        if x is not None and not venv.tabular:
+            raise ValueError(f"{name} is an [S, A] table, but {env.name} observes vectors "
+                             f"{venv.obs_shape} (q_function={config.q_function!r}); pass "
+                             f"{name} only for a tabular environment")
     if q_star is not None:
         q_star = check_table("q_star", q_star, S, A, masked_cells=True)
     if init_q is not None:
@@ -186,11 +209,21 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         raise ValueError(f"num_envs={N} must be divisible by the number of devices ({D}) "
                          f"for strategy {config.strategy!r}")
     M = N // D  # envs per device
-    S_pad = strategy.padded_states(S)
+    if use_tiles:
+        coder = tiles_lib.make_coder(env, params, config.env_id, config.tiles_per_dim,
+                                     config.num_tilings, config.low, config.high,
+                                     config.max_tiles)
+        S_pad = coder.num_tiles
+    else:
+        S_pad = strategy.padded_states(S)
     if T * S_pad * A >= 2**31:
         raise ValueError(f"table of {T * S_pad * A} cells is too large for int32 indexing")
-    qf = DenseTable(strategy.store(T, S_pad, A, n * N), S, T, config.aggregation,
-                    config.q_init, visit_counts=config.lr_schedule == "visit")
+    if use_tiles:
+        qf = tiles_lib.TileCodedQ(coder, strategy.store(T, S_pad, A, n * N * coder.num_tilings),
+                                  T, config.aggregation, config.q_init)
+    else:
+        qf = DenseTable(strategy.store(T, S_pad, A, n * N), S, T, config.aggregation,
+                        config.q_init, visit_counts=config.lr_schedule == "visit")
     local_venv = VecEnv(env, params, M)
     masked = venv.has_action_mask
     behaviour = _behaviour_policy(config, iters, masked)
@@ -199,7 +232,8 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         max(1, int(config.lr_decay_fraction * iters)))
     evaluation = metrics_lib.PeriodicEvaluation(
         config.eval_every, plan["num_chunks"], VecEnv(env, params, config.eval_episodes),
-        int(min(config.eval_max_steps, time_limit(params))))
+        int(min(config.eval_max_steps, time_limit(params))),
+        qf.global_values if use_tiles else None)
     # uint32 words per env per step: one for (explore, action) coins, one more for SARSA's
     # second choice, one for Double Q's (table coin, tie-break), then the env's own.
     agent_words = 1 + int(rule.carries_action) + int(T == 2)
@@ -208,7 +242,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     # Q-learning bootstraps) through per-state tables computed once per step.
     # Rebuilding them costs O(S * A) per step (a sort), so only when the table is much
     # smaller than the batch (measured: a loss below ~64 envs per cell, a gain above).
-    greedy_fast_path = (T == 1 and S_pad * A * 64 <= N and not masked
+    greedy_fast_path = (not use_tiles and T == 1 and S_pad * A * 64 <= N and not masked
                         and config.strategy in ("single", "replicated")
                         and config.exploration == "epsilon_greedy")
 
@@ -237,18 +271,18 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         ep = params if ep is None else ep
         k_env, k_act, key = jax.random.split(key, 3)
         obs, env_state = venv.reset(k_env, ep)
+        obs = venv.observations(obs)
         qp = qf.init(init_q)
         u_explore, u_action = explore.halves(jax.random.bits(k_act, (N,), jnp.uint32))
-        # read from the whole (global) table, outside the strategy's collectives: the
-        # estimate, which is the first table's values while Double Q's two are equal
-        q_sa = qf.estimate(qp)
-        first = lambda s: mask(explore.rows_to_columns(q_sa[s]), s, ep)  # noqa: E731
+        # read from the whole (global) Q-function, outside the strategy's collectives:
+        # the estimate, which is the first table's values while Double Q's two are equal
+        first = lambda s: mask(qf.global_values(qp, s), s, ep)  # noqa: E731
         action = behaviour.at(hp, 0).act(first, obs, u_explore, u_action)
         c = Carry(
             qf=qp, q_actor=strategy.init_snapshot(qf, qp),
             pending=strategy.init_buffer((n, N)),
-            env_state=env_state, obs=obs.astype(jnp.int32), action=action,
-            window=targets.empty_window(n, N),
+            env_state=env_state, obs=obs, action=action,
+            window=targets.empty_window(n, N, venv.obs_shape, venv.obs_dtype),
             ep_return=jnp.zeros(N, jnp.float32), ep_length=jnp.zeros(N, jnp.int32),
             t=jnp.int32(0), chunk=jnp.int32(0), key=key, words=draw_words(key),
         )
@@ -339,7 +373,8 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         c = c._replace(chunk=c.chunk + 1)
         q_est = estimate_q(c)
         return c, metrics_lib.chunk_metrics(stats, metrics_lib.q_error(q_est, q_star),
-                                            evaluation(c.chunk, c.key, ep, q_est))
+                                            evaluation(c.chunk, c.key, ep,
+                                                       c.qf if use_tiles else q_est))
 
     return Learner(config, env, params, venv, init, step, chunk, estimate_q)
 

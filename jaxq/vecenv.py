@@ -1,8 +1,9 @@
 """N copies of one environment stepped at once, with the cheapest randomness available.
 
-jaxq's tabular environments are stepped from two pre-drawn uniforms per copy (one draw
-for the whole batch); any other gymnax environment gets one key per copy, as gymnax
-expects. The training loop and evaluation use this and never branch on the env type.
+Observations are state indices (``[N]`` int32, Discrete spaces) or vectors (``[N, d]``
+float32, 1-D Box spaces, for function approximation). jaxq's tabular environments are
+stepped from two pre-drawn uniforms per copy (one draw for the whole batch); any other
+gymnax environment gets one key per copy, as gymnax expects. The training loop and evaluation use this and never branch on the env type.
 """
 
 from __future__ import annotations
@@ -27,14 +28,23 @@ class VecEnv:
         self.fast = isinstance(env, TabularEnvironment)
         obs_space = env.observation_space(params)
         act_space = env.action_space(params)
-        if not isinstance(obs_space, spaces.Discrete):
+        if isinstance(obs_space, spaces.Discrete):
+            # a state index: tables index by it, one-hot features too
+            self.num_states: int | None = int(obs_space.n)
+            self.obs_shape: tuple[int, ...] = ()
+            self.obs_dtype = jnp.int32
+        elif isinstance(obs_space, spaces.Box) and len(obs_space.shape) == 1:
+            # a vector for function approximation (tiles); a table needs bins
+            self.num_states = None
+            self.obs_shape = tuple(int(d) for d in obs_space.shape)
+            self.obs_dtype = jnp.float32
+        else:
             raise ValueError(
-                f"{env.name} has a continuous observation space ({obs_space}); tabular "
-                "learning needs a discretizer: pass bins=... (and optionally low=/high=)"
+                f"{env.name} has an observation space {obs_space} that is neither Discrete "
+                "nor a 1-D Box; jaxq learns from state indices or observation vectors"
             )
         if not isinstance(act_space, spaces.Discrete):
             raise ValueError(f"{env.name} needs a discrete action space, got {act_space}")
-        self.num_states = int(obs_space.n)
         self.num_actions = int(act_space.n)
         self.has_success = self.fast
         # uint32 words this env consumes per copy per step (0: it takes keys instead)
@@ -47,9 +57,18 @@ class VecEnv:
     def __eq__(self, other):
         return type(self) is type(other) and (self.env, self.num_envs) == (other.env, other.num_envs)
 
+    @property
+    def tabular(self) -> bool:
+        """Observations are state indices in [0, num_states)."""
+        return self.num_states is not None
+
     def reset(self, key, params):
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+
+    def observations(self, obs):
+        """``obs`` as the loop carries them: int32 ``[N]`` indices or float32 ``[N, d]``."""
+        return obs.astype(self.obs_dtype)
 
     def prepare(self, params):
         """Per-chunk precomputation (loop-invariant): the tabulated dynamics of a small
@@ -68,8 +87,8 @@ class VecEnv:
             out = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
         obs, state, reward, terminated, truncated, info = out
         success = info["success"] if self.has_success else jnp.zeros_like(terminated)
-        return (obs.astype(jnp.int32), state, reward.astype(jnp.float32), terminated, truncated,
-                info["final_observation"].astype(jnp.int32), success)
+        return (self.observations(obs), state, reward.astype(jnp.float32), terminated, truncated,
+                self.observations(info["final_observation"]), success)
 
 
 def time_limit(params) -> int:
