@@ -22,7 +22,7 @@ def _first_actions(**kw):
     q[0] = ROW.astype(np.float32)
     learner = build_learner(cfg, init_q=jnp.asarray(q))
     hp = cfg.hparams()
-    c = learner.init(jax.random.key(1), hp)
+    c = jax.jit(learner.init)(jax.random.key(1), hp)  # one compile, not one per op
     _, _, tr = jax.jit(learner.step)(c, hp)
     s, a = np.asarray(tr.s), np.asarray(tr.a)
     assert (s == 0).all()

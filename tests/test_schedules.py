@@ -49,7 +49,7 @@ def test_cosine_epsilon_from_zero_explores():
                       epsilon_decay_fraction=0.25, q_init=0.0, eval_every=0)
     learner = build_learner(cfg, init_q=jnp.tile(jnp.array([[0.0, 0.0, 1.0, 0.0]]), (16, 1)))
     hp = cfg.hparams()
-    c = learner.init(jax.random.key(0), hp)
+    c = jax.jit(learner.init)(jax.random.key(0), hp)  # one compile, not one per op
     c = c._replace(t=jnp.int32(cfg.plan()["iterations"] - 1))  # epsilon = end = 1
     _, _, tr = jax.jit(learner.step)(c, hp)
     counts = np.bincount(np.asarray(tr.a), minlength=4)

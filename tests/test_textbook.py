@@ -76,7 +76,7 @@ def test_random_actions_respect_the_mask():
     from jaxq.training import build_learner
     learner = build_learner(cfg)
     hp = cfg.hparams()
-    c = learner.init(jax.random.key(0), hp)
+    c = jax.jit(learner.init)(jax.random.key(0), hp)  # one compile, not one per op
     step = jax.jit(learner.step)
     taken_in_a = []
     for _ in range(20):
