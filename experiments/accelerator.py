@@ -74,6 +74,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import benchlib  # noqa: E402
+from jaxq.config import INT32_MAX  # noqa: E402
 
 EXPERIMENT = "accelerator"
 SCHEMA_VERSION = 1
@@ -81,7 +82,6 @@ DET_FLAG = "--xla_gpu_deterministic_ops=true"
 FORCE_FLAG = "--xla_force_host_platform_device_count"
 RESULT_TAG = "ACCELERATOR-RESULT "
 LOG_TAG = "ACCELERATOR-LOG "
-INT32_MAX = 2**31 - 1
 GAMMA, LR, EPSILON = 0.99, 0.1, 0.1
 Log = Callable[[str], None]
 

@@ -71,7 +71,8 @@ DEFAULT_ALGO = "q_learning"
 DEFAULT_MAX_ENVS = 262_144
 QUICK_MAX_ENVS = 16
 GAMMA, LR, EPSILON = 0.99, 0.1, 0.1
-INT32_MAX = 2**31 - 1
+
+from jaxq.config import INT32_MAX  # noqa: E402,F401  (used here and by experiments)
 
 Log = Callable[[str], None]
 
@@ -324,14 +325,15 @@ class CompiledChunk:
     """``learner.chunk`` compiled ahead of time, with its carry: one call = one chunk.
 
     Compiled as ``jaxq.train`` compiles it (``donate_argnums=0``; ``compile_s`` is the
-    build + lowering + compile time of init and chunk). ``threefry``: the CPU threefry
+    build + lowering + compile time of init and chunk, or + loading them from
+    ``compile_cache``). ``threefry``: the CPU threefry
     lowering it is compiled with (default: as ``jaxq.train`` picks it,
     ``jaxq.cpu_threefry.scoped``)."""
 
-    def __init__(self, config, threefry: str | None = None):
+    def __init__(self, config, threefry: str | None = None, compile_cache: str | None = None):
         import jax
 
-        from jaxq import cpu_threefry, training
+        from jaxq import compile_cache as cache_lib, cpu_threefry, training
 
         t0 = time.perf_counter()
         self.learner = training.build_learner(config)
@@ -340,11 +342,13 @@ class CompiledChunk:
         self.hp = config.hparams()
         self.ep = self.learner.params
         key = jax.random.key(config.seed)
+        # ``compile_cache``: a folder of jaxq's compiled programs (``jaxq.compile_cache``,
+        # as ``jaxq train`` keeps one): a second build with the same shapes loads them
         with cpu_threefry.scoped(threefry):
-            carry = jax.jit(self.learner.init).lower(key, self.hp, self.ep).compile()(
-                key, self.hp, self.ep)
-            self.compiled = jax.jit(self.learner.chunk, donate_argnums=0).lower(
-                carry, self.hp, self.ep).compile()
+            carry = cache_lib.compile(jax.jit(self.learner.init).lower(key, self.hp, self.ep),
+                                      compile_cache)(key, self.hp, self.ep)
+            self.compiled = cache_lib.compile(jax.jit(self.learner.chunk, donate_argnums=0).lower(
+                carry, self.hp, self.ep), compile_cache)
         jax.block_until_ready(carry)
         self.carry = carry
         self.compile_s = time.perf_counter() - t0

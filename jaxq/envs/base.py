@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-INT32_MAX = 2**31 - 1
+from jaxq.config import INT32_MAX  # noqa: F401  (re-exported to the env families)
 
 
 class Outcomes(NamedTuple):
