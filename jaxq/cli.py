@@ -22,7 +22,8 @@ from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
-from jaxq.config import AGGREGATIONS, ALGOS, LEARNERS, LR_SCHEDULES, STRATEGIES, TrainConfig
+from jaxq.config import (AGGREGATIONS, ALGOS, LEARNERS, LR_SCHEDULES, Q_FUNCTIONS, STRATEGIES,
+                          TrainConfig)
 from jaxq.compile_cache import ENV_VAR as COMPILE_CACHE_ENV, default_dir
 from jaxq.explore import EXPLORATIONS, SCHEDULES
 
@@ -38,7 +39,7 @@ _RENAMED = {"env_id": "env"}
 _CHOICES = {
     "algo": ALGOS, "aggregation": AGGREGATIONS, "learners": LEARNERS, "lr_schedule": LR_SCHEDULES,
     "epsilon_schedule": SCHEDULES, "temperature_schedule": SCHEDULES,
-    "exploration": EXPLORATIONS, "strategy": STRATEGIES,
+    "exploration": EXPLORATIONS, "strategy": STRATEGIES, "q_function": Q_FUNCTIONS,
 }
 _HELP = {
     "env_id": "environment id (see `jaxq envs`; gymnax ids work too)",
@@ -79,6 +80,13 @@ _HELP = {
     "bins": "discretizer for continuous gymnax envs: an int, or a JSON list per dimension",
     "low": "discretizer lower bound: a number or a JSON list per dimension",
     "high": "discretizer upper bound: a number or a JSON list per dimension",
+    "q_function": "what holds the action values: table (dense [S, A]; continuous envs need "
+                  "--bins) or tiles (linear over tile coding of the observation vector in "
+                  "[--low, --high]; one-hot features on tabular envs)",
+    "tiles_per_dim": "tiles: tiles per dimension of each tiling, an int or a JSON list per "
+                     "dimension (none: 8)",
+    "num_tilings": "tiles: offset tilings, each tiling's step is lr / num-tilings (none: 8)",
+    "max_tiles": "tiles: weight rows; more tiles than this are hashed into this many",
 }
 
 
@@ -370,7 +378,8 @@ def _about(config: TrainConfig, env, params, q: np.ndarray) -> dict[str, Any]:
         "platform": devices[0].platform, "device_kind": devices[0].device_kind,
         "device_count": len(devices), "process_count": jax.process_count(),
         "env_id": config.env_id, "env_kwargs": dict(config.env_kwargs),
-        "num_states": int(env.observation_space(params).n),
+        # None: the env observes vectors (q_function tiles), q holds weights per tile
+        "num_states": getattr(env.observation_space(params), "n", None),
         "num_actions": int(env.action_space(params).n),
         "time_limit": None if time_limit(params) >= 2**31 - 1 else time_limit(params),
         "q_shape": list(q.shape), "q_dtype": str(q.dtype),
@@ -795,6 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog=PROG, allow_abbrev=False, description="Tabular Q-learning in pure JAX.")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (repeatable), e.g. one that calls "
+                        "jaxq.register(id, factory), so --env can name your own environments")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", allow_abbrev=False, help="train a table and write DIR/{q.npy,...}",
@@ -872,12 +884,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _import_modules(names: Sequence[str]) -> None:
+    """``--import MODULE``: the user's modules (e.g. registering environments), imported
+    from the current directory or the Python path, before the command runs."""
+    if not names:
+        return
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `python -m` puts it there; the console script not
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any failure of the user's module
+            raise CliError(f"--import {name}: {type(e).__name__}: {e}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxq`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code and
     raises ``SystemExit(2)`` on a user error."""
     parser = build_parser()
     args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     try:
+        _import_modules(args.imports)
         if args.command == "bench":
             return cmd_bench(args, extra)
         if extra:
