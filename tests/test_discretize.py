@@ -207,8 +207,11 @@ def test_default_bounds():
     np.testing.assert_allclose(env.indexer.high, (1, 1, 1, 1, 5, 5))
 
 
-@pytest.mark.parametrize("env_id, bins", [
-    ("CartPole-v1", 3), ("MountainCar-v0", (5, 4))])
+# One binned env: CartPole's binned steps are checked against the inner env's by
+# test_truncation_final_observation_and_per_wrapper_default_params and run under
+# jit + vmap + scan by test_cartpole_tiny_table_q_learning_under_jit_vmap (its case here
+# was dropped; MountainCar's per-dimension bins stay).
+@pytest.mark.parametrize("env_id, bins", [("MountainCar-v0", (5, 4))])
 def test_scan_smoke_16_copies_100_steps(env_id, bins):
     env, params = make_tabular(env_id, bins=bins)
     idx, fin, _, _ = _rollout(env, params, n_envs=16, n_steps=100, seed=1)
