@@ -46,7 +46,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, tmp_path_factory, frozen_
     is resumed through the CLI below.) The three runs share their compiled programs
     through jaxq's compile cache (the same programs either way; two separate compiles
     giving the same bits is checked by the determinism test below)."""
-    cfg = TINY.replace(algo="double_q", n_step=3, lr_schedule="visit", aggregation="independent",
+    cfg = TINY.replace(algo="double_q", n_step=3, lr_schedule="visit", learners="independent",
                        num_envs=3)
     path = str(tmp_path / "ck.npz")
     cache = str(tmp_path_factory.mktemp("xla"))
