@@ -425,7 +425,7 @@ def make_train(config: TrainConfig, q_star=None, init_q=None) -> Callable[..., T
 class TrainResult:
     """What ``jaxq.train`` returns: the final table, the per-chunk history, timings."""
 
-    q: np.ndarray  # [S, A] float32 ([N, S, A] for learners="independent")
+    q: np.ndarray  # [S, A] float32 ([N, S, A] for learners="independent"; tiles: weights)
     metrics: dict[str, np.ndarray]
     timings: dict[str, float]
     config: TrainConfig

@@ -115,3 +115,17 @@ def test_tables_need_state_indices():
         jaxq.evaluate(env, params, np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError, match="pass bins"):
         build_learner(TrainConfig(env_id="CartPole-v1"))
+
+
+def test_tiles_need_finite_bounds():
+    import gymnax
+    import jax.numpy as jnp
+
+    inner, params = gymnax.make("MountainCar-v0")
+    unbounded = type("Unbounded", (type(inner),), {
+        "observation_space": lambda self, p: gymnax.environments.spaces.Box(
+            -np.inf, np.inf, (2,), jnp.float32)})()
+    with pytest.raises(ValueError, match=r"unbounded in dimension\(s\) \[0, 1\]; pass finite low"):
+        make_coder(unbounded, params, "Unbounded", None, None, None, None, 2**20)
+    coder = make_coder(unbounded, params, "Unbounded", 4, 2, -1, [1, 2], 2**20)
+    assert (coder.low, coder.high, coder.num_tiles) == ((-1.0, -1.0), (1.0, 2.0), 2 * 5 * 5)
