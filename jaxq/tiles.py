@@ -124,7 +124,8 @@ class TileCoder:
             strides = np.cumprod((tuple(k + 1 for k in self.tiles_per_dim[1:]) + (1,))[::-1])
             strides = strides[::-1].astype(np.int32)
             return tiling * self.tiles_per_tiling + jnp.sum(c * strides, axis=-1)
-        h = (jnp.full(c.shape[:-1], _FNV_OFFSET, jnp.uint32) ^ tiling.astype(jnp.uint32)) * _FNV_PRIME
+        h = jnp.full(c.shape[:-1], _FNV_OFFSET, jnp.uint32)
+        h = (h ^ tiling.astype(jnp.uint32)) * _FNV_PRIME
         for i in range(self.dim):
             h = (h ^ c[..., i].astype(jnp.uint32)) * _FNV_PRIME
         return (h % np.uint32(self.max_tiles)).astype(jnp.int32)

@@ -3,7 +3,8 @@
 Observations are state indices (``[N]`` int32, Discrete spaces) or vectors (``[N, d]``
 float32, 1-D Box spaces, for function approximation). jaxq's tabular environments are
 stepped from two pre-drawn uniforms per copy (one draw for the whole batch); any other
-gymnax environment gets one key per copy, as gymnax expects. The training loop and evaluation use this and never branch on the env type.
+gymnax environment gets one key per copy, as gymnax expects. The training loop and
+evaluation use this and never branch on the env type.
 """
 
 from __future__ import annotations
