@@ -9,7 +9,7 @@ run time of the whole vmapped call (compile apart), spread evenly over the chunk
 Writes ``<out>/results/deep/results.json`` and the ``deep`` section of
 ``<out>/BENCHMARKS.md``.
 
-    python experiments/deep.py            # ~2-3 minutes on 2 CPU cores
+    python experiments/deep.py            # ~1-2 minutes on 2 CPU cores
     python experiments/deep.py --quick    # seconds; into a temp dir unless --out
 """
 
@@ -32,8 +32,8 @@ SCHEMA_VERSION = 1
 MODES = {
     "quick": dict(seeds=2, total_steps=4096, num_envs=8, rollout_len=8, num_minibatches=2,
                   num_epochs=1, width=16, num_chunks=2, eval_episodes=4),
-    "default": dict(seeds=4, total_steps=500_000, num_envs=32, rollout_len=64,
-                    num_minibatches=16, num_epochs=4, width=128, num_chunks=10,
+    "default": dict(seeds=4, total_steps=200_000, num_envs=32, rollout_len=64,
+                    num_minibatches=16, num_epochs=4, width=128, num_chunks=8,
                     eval_episodes=100),
 }
 SOLVED = 475.0  # CartPole-v1's reward threshold
