@@ -450,6 +450,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     writer = not distributed or jax.process_index() == 0
     env, params = _resolve_env(config)
     _check_devices(config)
+    if args.ray is not None:
+        _check_ray(args, config)
     out = args.out
     found = _check_out(out, args.resume, args.overwrite)
     if args.tensorboard is not None:
@@ -494,7 +496,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            result = jaxq.train(
+            result = (jaxq.train if args.ray is None else _ray_trainer(args))(
                 config, q_star, progress=not args.no_progress,
                 checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
                 checkpoint_every=args.checkpoint_every, resume=args.resume,
@@ -528,6 +530,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "final_evaluation": {"trained": trained, "source": source,
                                  "episodes": config.eval_episodes, "optimal": optimal,
                                  "max_abs_q_error": q_error},
+            **({"ray": result.ray} if getattr(result, "ray", None) else {}),
         })
         pictures = _pictures(out, config, result.env, result.params, q, q_star,
                              result.metrics, not math.isnan(trained["success_rate"]))
@@ -557,6 +560,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name, value in rows:
         print(f"  {name:<21}{value}".rstrip())
     written = ", ".join(["q.npy", "metrics.json", "config.json"] + (pictures or []))
+    if getattr(result, "ray", None):
+        _print_ray(result.ray)
     print(f"wrote {written} to {out}")
     if pictures is None:
         print(_skipped_pictures(result.env, result.params), file=sys.stderr)
@@ -797,6 +802,193 @@ def cmd_train_deep(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- Ray: asynchronous learners and parameter-server shards; sweeps on a cluster ------
+
+_RAY_FLAGS = {"num_learners": "--ray-learners", "num_shards": "--ps-shards",
+              "max_staleness": "--max-staleness", "checkpoint_every": "--ps-checkpoint-every",
+              "address": "--ray"}
+
+
+def _add_ray_address_flags(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--ray", metavar="ADDRESS", default=None, required=required,
+                   help="run on Ray (pip install 'jaxq[ray]'): 'local' starts a local "
+                        "instance, 'auto' joins this machine's cluster, HOST:PORT or "
+                        "ray://HOST:PORT a remote one")
+    p.add_argument("--ray-timeout", type=float, default=15.0, metavar="S",
+                   help="seconds to wait for the --ray address to answer (default: 15)")
+    p.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                   help="CPUs of a --ray local instance (default: every CPU)")
+
+
+def _add_ray_flags(t: argparse.ArgumentParser) -> None:
+    g = t.add_argument_group("asynchronous training on Ray (--ray)")
+    _add_ray_address_flags(g)
+    g.add_argument("--ray-learners", type=int, default=2, metavar="K",
+                   help="--ray: learner actors, each running --num-envs / K environments "
+                        "(default: 2)")
+    g.add_argument("--ps-shards", type=int, default=2, metavar="P",
+                   help="--ray: parameter-server shards, each owning a contiguous range of "
+                        "states (default: 2)")
+    g.add_argument("--max-staleness", type=int, default=4, metavar="S",
+                   help="--ray: a learner may be at most S pushes ahead of the slowest "
+                        "(0: lockstep; default: 4)")
+    g.add_argument("--ps-checkpoint-every", type=int, default=10, metavar="K",
+                   help="--ray: shards checkpoint every K pushes (default: 10; 0: never)")
+    g.add_argument("--ps-checkpoint-dir", metavar="DIR", default=None,
+                   help="--ray: where shards checkpoint (shared storage on a cluster; "
+                        "default: a temporary folder, removed after the run)")
+
+
+def _check_ray(args: argparse.Namespace, config: TrainConfig) -> None:
+    """--ray and its flags, before anything is written or any actor starts."""
+    from jaxq import ray as jray
+
+    for flag, bad in (("--resume", args.resume), ("--checkpoint-every", args.checkpoint_every),
+                      ("--coordinator", args.coordinator), ("--tensorboard", args.tensorboard)):
+        if bad:
+            raise CliError(f"{flag} does not combine with --ray (shards checkpoint with "
+                           "--ps-checkpoint-every; a restarted learner resumes by itself)")
+    try:
+        jray.check_address(args.ray, "--ray")
+        jray.check_options(config, args.ray_learners, args.ps_shards, args.max_staleness,
+                           args.ps_checkpoint_every, names=_RAY_FLAGS)
+    except (ValueError, TypeError) as e:
+        raise CliError(flagify(e)) from None
+    if args.ray_timeout <= 0:
+        raise CliError(f"--ray-timeout must be > 0, got {args.ray_timeout}")
+    if not jray.ray_available():
+        raise CliError(f"--ray needs Ray, which is not installed: {jray.RAY_EXTRA}")
+
+
+def _ray_trainer(args: argparse.Namespace) -> Callable[..., Any]:
+    """``jaxq.ray.train`` with the --ray flags, called as ``jaxq.train`` is."""
+    from jaxq import ray as jray
+
+    def run(config, q_star, *, progress, before_run, compile_cache, **_):
+        try:
+            return jray.train(config, q_star, address=args.ray, num_learners=args.ray_learners,
+                              num_shards=args.ps_shards, max_staleness=args.max_staleness,
+                              checkpoint_dir=args.ps_checkpoint_dir,
+                              checkpoint_every=args.ps_checkpoint_every,
+                              num_cpus=args.ray_cpus, timeout=args.ray_timeout,
+                              compile_cache=compile_cache, before_run=before_run,
+                              progress=progress)
+        except ConnectionError as e:
+            raise CliError(re.sub(r"^address\b", "--ray", str(e))) from None
+
+    return run
+
+
+def _print_ray(report: dict[str, Any]) -> None:
+    """The Ray run's own lines: learners' throughput and staleness, exactly-once counts."""
+    print(f"  {'ray':<21}{report['num_learners']} learners, {report['num_shards']} shards, "
+          f"max staleness {report['max_staleness']} (observed lead {report['observed_lead_max']}, "
+          f"missed pushes <= {report['observed_missed_max']}), restarts {report['restarts']}")
+    for r in report["learners"]:
+        print(f"  {'learner ' + str(r['learner']):<21}{r['steps_per_s']:.3g} steps/s in chunks, "
+              f"{r['push_s'] + r['pull_s']:.2f} s push+pull, {r['wait_s']:.2f} s waiting, "
+              f"{r['cells_per_push']:.0f} cells/push")
+    total = sum(report["acknowledged"])
+    print(f"  {'pushes':<21}{total} acknowledged, applied by every shard: "
+          f"{'yes' if report['applied_equals_acknowledged'] else 'NO'}")
+
+
+def _parse_grid(items: Sequence[str] | None) -> dict[str, list]:
+    """``--grid lr=0.05,0.1 --grid seed=0:4`` -> ``{"lr": [0.05, 0.1], "seed": [0, 1, 2, 3]}``."""
+    grid: dict[str, list] = {}
+    for item in items or ():
+        key, sep, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not values:
+            raise CliError(f"--grid must be KEY=V1,V2,... (or seed=A:B), got {item!r}")
+        if key in grid:
+            raise CliError(f"--grid {key} given twice")
+        try:
+            if ":" in values:
+                lo, hi = values.split(":")
+                grid[key] = list(range(int(lo), int(hi)))
+            else:
+                grid[key] = [_int_like(v) for v in values.split(",")]
+        except ValueError:
+            raise CliError(f"--grid {key}: cannot read {values!r} as numbers") from None
+    if not grid:
+        raise CliError("jaxq sweep needs at least one --grid KEY=V1,V2,...")
+    return grid
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """A grid of runs as vmapped blocks, one Ray task each: sweep.json (one row per point),
+    q.npy [G, S, A] and, with matplotlib, sweep.png (a heat map) in --out."""
+    from jaxq import ray as jray
+    from jaxq.ray._sweep import check_grid, grid_points
+
+    config = config_from_args(args)
+    try:
+        grid = check_grid(_parse_grid(args.grid))
+        grid_points(config, grid)
+        jray.check_address(args.ray, "--ray")
+    except (ValueError, TypeError) as e:
+        raise CliError(flagify(str(e).replace("grid[", "--grid ["))) from None
+    if args.block_size is not None and args.block_size < 1:
+        raise CliError(f"--block-size must be >= 1, got {args.block_size}")
+    _resolve_env(config)
+    found = _check_out(args.out, resume=False, overwrite=args.overwrite)
+    if not jray.ray_available():
+        raise CliError(f"jaxq sweep needs Ray, which is not installed: {jray.RAY_EXTRA}")
+    try:
+        result = jray.sweep(config, grid, block_size=args.block_size, address=args.ray,
+                            num_cpus=args.ray_cpus, timeout=args.ray_timeout,
+                            compile_cache=None if args.no_compile_cache
+                            else default_dir(args.compile_cache), progress=False)
+    except ConnectionError as e:
+        raise CliError(re.sub(r"^address\b", "--ray", str(e))) from None
+    out = args.out
+    try:
+        os.makedirs(out, exist_ok=True)
+        for name in found:
+            os.remove(os.path.join(out, name))
+        _write_config(out, config)
+        np.save(os.path.join(out, "q.npy"), result.q)
+        _write_json(os.path.join(out, "sweep.json"), {
+            "grid": grid, "rows": result.rows, "blocks": result.blocks,
+            "retried_blocks": result.retried_blocks, "wall_s": result.wall_s})
+        from jaxq import plotting
+        drew = plotting.matplotlib_available() and result.heatmap(os.path.join(out, "sweep.png"))
+    except OSError as e:
+        raise CliError(f"cannot write the outputs to --out {out!r}: {e.strerror or e}") from None
+    keys = list(grid)
+    cols = keys + ["q_error", "greedy_value", "optimal_value", "final_return"]
+    print(f"{len(result.rows)} runs in {result.blocks} blocks on Ray, {result.wall_s:.1f} s")
+    print("  ".join(f"{c:>13}" for c in cols))
+    for row in result.rows:
+        print("  ".join(f"{_fmt(row[c], '.4g') if isinstance(row[c], float) else row[c]!s:>13}"
+                        if row[c] is not None else f"{'-':>13}" for c in cols))
+    print(f"wrote q.npy, sweep.json, config.json{', sweep.png' if drew else ''} to {out}")
+    return 0
+
+
+def _add_sweep_parser(sub) -> None:
+    s = sub.add_parser("sweep", allow_abbrev=False,
+                       help="train a grid of runs (seeds x lr x ...) on a Ray cluster",
+                       description="Train every point of --grid as blocks of vmapped runs, "
+                                   "one Ray task per block (retried if lost); write "
+                                   "sweep.json, q.npy [G, S, A] and a heat map sweep.png.")
+    _add_config_flags(s)
+    s.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="a swept key: seed (seed=0:8 for a range) or a learning setting "
+                        "(lr, lr-end, epsilon, epsilon-end, temperature, temperature-end, "
+                        "gamma, visit-power); repeatable, the last varies fastest")
+    s.add_argument("--block-size", type=int, default=None, metavar="B",
+                   help="runs per Ray task (default: the grid spread over the cluster's CPUs)")
+    s.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    s.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out")
+    s.add_argument("--compile-cache", metavar="DIR", default=None,
+                   help="compiled-program cache of the workers (as for train)")
+    s.add_argument("--no-compile-cache", action="store_true", help="no compiled-program cache")
+    _add_ray_address_flags(s)
+    s.set_defaults(func=cmd_sweep)
+
+
 # ---- entry point -------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -843,6 +1035,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="this process, 0..P-1 (or JAXQ_PROCESS_ID); 0 writes the outputs")
     t.add_argument("--coordinator-timeout", type=int, default=60, metavar="S",
                    help="seconds to wait for all processes (default: 60)")
+    _add_ray_flags(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", allow_abbrev=False, help="evaluate a saved table's greedy policy")
@@ -878,6 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     td.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     td.set_defaults(func=cmd_train_deep)
+    _add_sweep_parser(sub)
     sub.add_parser("envs", help="list jaxq's environment ids").set_defaults(func=cmd_envs)
     sub.add_parser("bench", add_help=False, help="throughput benchmark (if jaxq.bench exists)",
                    ).set_defaults(func=cmd_bench)
