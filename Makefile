@@ -20,7 +20,7 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,plot,tensorboard]"
+	$(PY) -m pip install -q -e ".[dev,plot,tensorboard,ray]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
