@@ -90,7 +90,11 @@ class DeepConfig:
     lr_end: float = 0.0
     max_grad_norm: float = 10.0
     gamma: float = 0.99
-    reward_scale: float = 1.0
+    # rewards are multiplied by this in the TD targets only (returns are reported
+    # unscaled): CartPole's +1 a step puts Q near 100, and 0.1 keeps the squared TD
+    # errors of PQN's first updates near 1 (measured: 4/4 seeds >= 475 at 200k steps
+    # with 0.1 against 3/4 with 1.0)
+    reward_scale: float = 0.1
     # exploration (explore.BehaviourPolicy), schedules over env-step iterations
     exploration: str = "epsilon_greedy"
     epsilon: float = 1.0
