@@ -42,6 +42,8 @@ _EXPORTS = {
     "make_train_pqn": "jaxq.pqn",
     "make_train_dqn": "jaxq.dqn",
     "QNetwork": "jaxq.networks",
+    "load_policy": "jaxq.policy",
+    "GreedyPolicy": "jaxq.policy",
 }
 
 __all__ = sorted(_EXPORTS)
