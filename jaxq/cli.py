@@ -421,8 +421,15 @@ def _final_evaluation(result, config: TrainConfig, q: np.ndarray) -> tuple[dict,
 
     import jaxq
 
-    ev = jaxq.evaluate(result.env, result.params, q[0] if q.ndim == 3 else q,
-                       config.eval_episodes, jax.random.key(config.seed), config.eval_max_steps)
+    table = q[0] if q.ndim == 3 else q
+    if config.q_function == "tiles":  # weights: rolled out through the tile coder
+        from jaxq.tiles import evaluate_weights
+
+        ev = evaluate_weights(config, result.env, result.params, table, config.eval_episodes,
+                              jax.random.key(config.seed), config.eval_max_steps)
+    else:
+        ev = jaxq.evaluate(result.env, result.params, table, config.eval_episodes,
+                           jax.random.key(config.seed), config.eval_max_steps)
     who = "learner 0, " if q.ndim == 3 else ""
     return ev._asdict(), f"{who}after training, key(seed)"
 
@@ -591,20 +598,58 @@ def load_table(path: str) -> np.ndarray:
         raise CliError(f"cannot read --q {path!r}: {safe_reason(e)}") from None
 
 
+def _eval_run(args: argparse.Namespace, run_dir: str) -> int:
+    """``jaxq eval --run DIR``: the run's greedy policy (``jaxq.load_policy``) with the env
+    and keyword arguments of its config.json; a table run's figures are those of
+    ``--q DIR/q.npy --env ...`` (the same ``jaxq.evaluate`` call)."""
+    import jax
+
+    from jaxq.policy import load_policy
+
+    given = [f for f, v in (("--env", args.env), ("--q", args.q),
+                            ("--env-kwarg", args.env_kwargs), ("--bins", args.bins),
+                            ("--low", args.low), ("--high", args.high)) if v is not None]
+    if given:
+        raise CliError(f"{', '.join(given)}: a run directory brings its env and table "
+                       "(config.json); use either --run DIR or --q FILE --env ID")
+    try:
+        policy = load_policy(run_dir, learner=args.learner)
+        ev = policy.evaluate(args.episodes, jax.random.key(args.seed), args.max_steps)._asdict()
+    except (ValueError, TypeError) as e:
+        raise CliError(re.sub(r"^learner\b", "--learner", str(e))) from None
+    print(f"{policy.env_id}: greedy policy of {run_dir} ({policy.kind}) over {args.episodes} "
+          "episodes")
+    for name, key, spec in (("mean return", "mean_return", ".4f"),
+                            ("success rate", "success_rate", ".3f"),
+                            ("mean length", "mean_length", ".1f"),
+                            ("finished", "finished", ".3f")):
+        print(f"  {name:<14}{_fmt(ev[key], spec)}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    """The greedy policy of a saved table, evaluated the way training reports it."""
+    """The greedy policy of a saved table (``--q FILE --env ID``) or of a run directory
+    (``--run DIR`` or ``RUN_DIR``: any Q-function), evaluated the way training reports it."""
     import jax
 
     import jaxq
     from jaxq.evaluation import check_finite
     from jaxq.training import check_table
 
-    fields = {"env_id": args.env, "env_kwargs": parse_env_kwargs(args.env_kwargs)}
-    fields.update({k: getattr(args, k) for k in ("bins", "low", "high")
-                   if getattr(args, k) is not None})
     for flag, value in (("--episodes", args.episodes), ("--max-steps", args.max_steps)):
         if value < 1:
             raise CliError(f"{flag} must be >= 1, got {value}")
+    if args.run is not None and args.run_dir is not None:
+        raise CliError(f"give the run once: --run {args.run!r} or RUN_DIR {args.run_dir!r}")
+    if (args.run or args.run_dir) is not None:
+        return _eval_run(args, args.run if args.run is not None else args.run_dir)
+    missing = [f for f, v in (("--env", args.env), ("--q", args.q)) if v is None]
+    if missing:
+        raise CliError(f"{' and '.join(missing)} required: --q FILE --env ID evaluates a "
+                       "table; --run DIR (or RUN_DIR) a run directory")
+    fields = {"env_id": args.env, "env_kwargs": parse_env_kwargs(args.env_kwargs)}
+    fields.update({k: getattr(args, k) for k in ("bins", "low", "high")
+                   if getattr(args, k) is not None})
     try:
         config = TrainConfig(**fields)
     except (ValueError, TypeError) as e:
@@ -1038,11 +1083,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_flags(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", allow_abbrev=False, help="evaluate a saved table's greedy policy")
-    e.add_argument("--env", required=True, metavar="ID", help="environment id")
+    e = sub.add_parser("eval", allow_abbrev=False,
+                       help="evaluate the greedy policy of a saved table or run directory")
+    e.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR",
+                   help="a run directory (same as --run)")
+    e.add_argument("--run", metavar="DIR", default=None,
+                   help="a run directory of `jaxq train` or `jaxq train-deep` (any "
+                        "Q-function): its env and kwargs come from its config.json")
+    e.add_argument("--env", metavar="ID", help="environment id (with --q)")
     e.add_argument("--env-kwarg", dest="env_kwargs", action="append", metavar="KEY=VALUE",
                    help="environment keyword argument (repeatable), as for train")
-    e.add_argument("--q", required=True, metavar="PATH", help="a .npy table [S, A] (or [N, S, A])")
+    e.add_argument("--q", metavar="PATH", help="a .npy table [S, A] (or [N, S, A])")
     e.add_argument("--episodes", type=int, default=1000, help="episodes (default: 1000)")
     e.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     e.add_argument("--max-steps", type=int, default=TrainConfig.eval_max_steps,
