@@ -243,3 +243,33 @@ class TileCodedQ:
 
     def with_acting_params(self, params: TableParams, q: jax.Array) -> TableParams:
         return params._replace(q=q)
+
+
+def saved_q_function(config: Any, env: Any, params: Any, num_actions: int) -> TileCodedQ:
+    """The tiles Q-function of a saved run on one device, for reading its ``q.npy`` (the
+    estimate's ``[num_tiles, A]`` weights) as ``TableParams(q=weights[None])``."""
+    from jaxq.strategies import LocalTable
+
+    coder = make_coder(env, params, config.env_id, config.tiles_per_dim, config.num_tilings,
+                       config.low, config.high, config.max_tiles)
+    return TileCodedQ(coder, LocalTable(1, coder.num_tiles, num_actions), 1,
+                      config.aggregation, config.q_init)
+
+
+def evaluate_weights(config: Any, env: Any, params: Any, weights: Any, num_episodes: int,
+                     key: jax.Array, max_steps: int):
+    """``jaxq.evaluate`` for a tiles run's saved weights ``[num_tiles, A]``: greedy
+    rollouts of the Q-function those weights define (any observation space)."""
+    from jaxq.evaluation import Evaluation, rollouts
+    from jaxq.vecenv import VecEnv, time_limit
+
+    weights = jnp.asarray(weights, jnp.float32)
+    qf = saved_q_function(config, env, params, int(weights.shape[-1]))
+    if tuple(weights.shape) != (qf.coder.num_tiles, qf.num_actions):
+        raise ValueError(f"tile weights must have shape [{qf.coder.num_tiles}, "
+                         f"{qf.num_actions}] for this config, got {list(weights.shape)}")
+    venv = VecEnv(env, params, num_episodes)
+    cap = int(min(max_steps, time_limit(params)))
+    ev = rollouts(venv, params, TableParams(weights[None], None, None), key, cap,
+                  qf.global_values)
+    return Evaluation(*(float(x) for x in jax.device_get(ev)))
