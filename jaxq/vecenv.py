@@ -47,7 +47,7 @@ class VecEnv:
         if not isinstance(act_space, spaces.Discrete):
             raise ValueError(f"{env.name} needs a discrete action space, got {act_space}")
         self.num_actions = int(act_space.n)
-        self.has_success = self.fast
+        self.has_success = self.fast and bool(getattr(env, "defines_success", True))
         # uint32 words this env consumes per copy per step (0: it takes keys instead)
         self.num_words = env.words_per_step if self.fast else 0
         self.has_action_mask = self.fast and env.has_action_mask

@@ -147,3 +147,19 @@ def test_bad_input_is_a_clear_error(kwargs, match):
 def test_bad_types_are_a_clear_error(kwargs, match):
     with pytest.raises(TypeError, match=match):
         jaxq.make("Recommender-v0", **kwargs)
+
+
+def test_success_is_undefined_not_zero():
+    """Recommender-v0 has no success: evaluation reports NaN (the CLI null), not 0.0."""
+    import math
+
+    import jax
+    import numpy as np
+
+    import jaxq
+
+    env, params = jaxq.make("Recommender-v0")
+    model = jaxq.tabular_model(env, params)
+    q = np.zeros((model.num_states, model.num_actions), np.float32)
+    ev = jaxq.evaluate(env, params, q, 8, jax.random.key(0), 20)
+    assert math.isnan(ev.success_rate) and ev.mean_length > 0

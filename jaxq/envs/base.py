@@ -150,6 +150,9 @@ class TabularEnvironment(environment.Environment[TabularState, TabularParams]):
     # Optional features, static so that envs without them pay nothing:
     has_action_mask: bool = False  # valid_actions() restricts some states' actions
     noisy_reward: bool = False  # reward_noise() adds zero-mean noise to sampled rewards
+    # is_success() means something (a goal, a delivery); False: success rates are
+    # reported as NaN / null, not as a misleading 0
+    defines_success: bool = True
 
     @property
     def words_per_step(self) -> int:

@@ -114,6 +114,8 @@ class Recommender(TabularEnvironment):
         terminated = jnp.array([True, False, False, True, False])
         return Outcomes(ns.astype(jnp.int32), prob.astype(jnp.float32), reward, terminated)
 
+    defines_success = False  # reported as NaN / null, not 0
+
     def is_success(self, s, next_state, reward, terminated, params):
         """No transition completes a task here: the measure is the return (clicks)."""
         return jnp.zeros_like(jnp.asarray(terminated, bool))

@@ -111,6 +111,8 @@ class Trading(TabularEnvironment):
         return Outcomes(ns.astype(jnp.int32), prob.astype(jnp.float32),
                         (pnl - fee).astype(jnp.float32), jnp.broadcast_to(done, (3,)))
 
+    defines_success = False  # reported as NaN / null, not 0
+
     def is_success(self, s, next_state, reward, terminated, params):
         """No transition completes a task here: the measure is the return (P&L)."""
         return jnp.zeros_like(jnp.asarray(terminated, bool))
