@@ -25,7 +25,40 @@ def test_pqn_learns_cartpole_well_above_random():
     assert ev.max() >= 150 and ev[-1] >= 100, ev
 
 
-''' && cat /tmp/moved.py >> tests/experiments/test_deep_quick.py && cat >> tests/experiments/test_deep_quick.py <<'EOF'
+def test_dqn_target_equals_online_after_a_multiple_of_c_gradient_steps():
+    # 4 envs, batch 4, learning from the first step: one gradient step per iteration,
+    # 10 iterations = 10 gradient steps; C = 5 divides it, so the target is a copy
+    config = DeepConfig(algo="dqn", total_steps=40, buffer_size=16, batch_size=4,
+                        learning_starts=0, target_update_every=5, **TINY)
+    out = jax.jit(dqn.make_train_dqn(config))(jax.random.key(0))
+    assert np.asarray(out.metrics["gradient_steps"]).tolist() == [5, 10]
+    for a, b in zip(jax.tree.leaves(out.params), jax.tree.leaves(out.target_params)):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(np.isfinite(np.asarray(out.metrics["loss"])))
+
+
+def test_train_deep_cli_writes_the_run_and_refuses_bad_flags(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(["train-deep", "--algo", "pqn", "--env", "CartPole-v1",
+                           "--num-envs", "4", "--total-steps", "32", "--rollout-len", "4",
+                           "--num-minibatches", "2", "--num-epochs", "1", "--width", "8",
+                           "--depth", "1", "--num-chunks", "2", "--eval-episodes", "2",
+                           "--eval-max-steps", "10", "--out", str(out)])
+    assert code == 0 and "wrote config.json, params.npz, metrics.json" in stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["history"]["env_steps"] == [16, 32]
+    assert json.loads((out / "config.json").read_text())["rollout_len"] == 4
+    params = np.load(out / "params.npz")
+    assert params["params/Dense_0/kernel"].shape == (4, 8)
+    assert "--q-lambda must be in [0.0, 1.0]" in error(
+        capsys, ["train-deep", "--q-lambda", "2", "--out", str(tmp_path / "x")])
+    assert "--buffer-size (8) must be >= --batch-size" in error(
+        capsys, ["train-deep", "--algo", "dqn", "--buffer-size", "8", "--out",
+                 str(tmp_path / "y")])
+    assert "already holds a run" in error(capsys, ["train-deep", "--out", str(out)])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_the_experiment_runs_and_writes_its_section(tmp_path):
     exp = experiment_modules.load("deep")
     results = exp.main(["--quick", "--out", str(tmp_path)], log=lambda *_: None)
