@@ -5,17 +5,21 @@
 #                (tests/multidevice, 8 forced CPU devices): pytest sessions run side by side
 #                (each is mostly single-threaded XLA compiles; a 2-core machine overlaps
 #                them). Target: <= 8 minutes on the 2-core CI machine.
-# make test-all  make test, then the experiment scripts' smoke runs (tests/experiments:
-#                every experiments/*.py --quick in process, its results schema, plots and
-#                BENCHMARKS.md section, and the baselines they compare against), about 4
-#                more minutes on 2 cores. CI (.ci/run, 90 minutes) runs test-all.
+# make test-slow the long end-to-end learning runs (tests/slow: every rule and stale
+#                strategy to a tight tolerance of Q* after 6M steps; make test checks each
+#                at a small size), 1 and 8 devices side by side.
+# make test-all  make test, test-slow, then the experiment scripts' smoke runs
+#                (tests/experiments: every experiments/*.py --quick in process, its results
+#                schema, plots and BENCHMARKS.md section, and the baselines they compare
+#                against), about 4 more minutes on 2 cores. CI (.ci/run, 90 minutes) runs
+#                test-all.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: run test test-1dev test-8dev test-experiments test-all bench env-bench venv clean
+.PHONY: run test test-1dev test-8dev test-slow test-experiments test-all bench env-bench venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,7 +62,18 @@ test-8dev: $(STAMP)
 test-experiments: $(STAMP)
 	JAXQ_EXPERIMENTS=1 $(PYTEST) tests/experiments
 
+# JAXQ_SLOW=1 like JAXQ_EXPERIMENTS=1 (tests/conftest.py leaves tests/slow out of make test)
+test-slow: $(STAMP)
+	@log=$$(mktemp); \
+	JAXQ_SLOW=1 JAXQ_MULTIDEVICE=1 $(PYTEST) tests/slow/multidevice >$$log 2>&1 & multi=$$!; \
+	trap 'kill $$multi 2>/dev/null; rm -f $$log; exit 130' INT TERM; \
+	JAXQ_SLOW=1 $(PYTEST) tests/slow; one=$$?; \
+	wait $$multi; eight=$$?; \
+	echo "== tests/slow/multidevice (8 forced CPU devices)"; cat $$log; rm -f $$log; \
+	test $$one -eq 0 && test $$eight -eq 0
+
 test-all: test
+	$(MAKE) --no-print-directory test-slow
 	$(MAKE) --no-print-directory test-experiments
 
 bench: $(STAMP)

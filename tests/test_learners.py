@@ -103,9 +103,12 @@ def frozen_q_star():
 # One n-step case: the window code is shared by every rule (both n-step rules are replayed
 # against the textbook above) and Q-learning's max bootstrap converges in ("q_learning", 1);
 # ("q_learning", 3) was dropped, ("sarsa", 3) kept (on-policy n-step, the GLIE regime).
+# Small: 1M steps of 256 envs (3,900 updates; the runs take ~0.3 s, the compile ~3 s). The
+# 6M-step runs to 0.05 / 0.15 are in tests/slow (make test-slow). With lr = 1e-6 (a broken
+# update; checked for q_learning and sarsa 3) the error stays 0.86 and the test fails.
 @pytest.mark.parametrize("algo, n", [("q_learning", 1), ("double_q", 1),
                                      ("expected_sarsa", 1), ("sarsa", 1), ("sarsa", 3)])
-def test_converges_to_q_star_on_frozen_lake(algo, n, frozen_q_star):
+def test_converges_to_q_star_small(algo, n, frozen_q_star):
     model, q_star = frozen_q_star
     on_policy = algo in ("sarsa", "expected_sarsa") or n > 1
     if on_policy:
@@ -114,11 +117,11 @@ def test_converges_to_q_star_on_frozen_lake(algo, n, frozen_q_star):
         # tolerance is looser on all cells and tight on the greedy values.
         explore = dict(epsilon=1.0, epsilon_end=0.01, epsilon_schedule="exponential", lr=0.5,
                        lr_end=0.01)
-        tol_q = 0.15
+        tol_q = 0.3  # seed 0 here: 0.14 (expected_sarsa, sarsa), 0.26 (sarsa 3)
     else:  # off-policy one-step rules learn Q* from any behaviour that tries everything
         explore = dict(epsilon=1.0, epsilon_end=1.0, lr=0.2, lr_end=0.005)
-        tol_q = 0.05
-    cfg = TrainConfig(algo=algo, n_step=n, num_envs=512, total_steps=6_000_000, num_chunks=4,
+        tol_q = 0.1  # seed 0 here: 0.05 (q_learning), 0.03 (double_q)
+    cfg = TrainConfig(algo=algo, n_step=n, num_envs=256, total_steps=1_000_000, num_chunks=2,
                       eval_every=0, lr_schedule="linear", **explore)
     out = jax.jit(make_train(cfg, q_star))(jax.random.key(0))
     err = float(np.asarray(out.metrics["q_error"])[-1])
@@ -129,14 +132,15 @@ def test_converges_to_q_star_on_frozen_lake(algo, n, frozen_q_star):
     assert v_pi > float(jaxq.start_value(model, q_star)) - 1e-3
 
 
-def test_visit_count_rate_converges():
-    env, params = jaxq.make("FrozenLake-v1")
-    q_star = jaxq.value_iteration(jaxq.tabular_model(env, params), 0.99, tol=1e-7)
+def test_visit_count_rate_converges(frozen_q_star):
+    """The 1/n(s,a)^w rate learns Q*: 15.6k batched updates of 64 envs (0.038 here); the
+    100k-update run to 0.05 is in tests/slow."""
+    _, q_star = frozen_q_star
     # 1/n(s,a)^w: few envs, many update steps (the rate decays per batched update)
-    cfg = TrainConfig(num_envs=32, total_steps=3_200_000, num_chunks=4, eval_every=0,
+    cfg = TrainConfig(num_envs=64, total_steps=1_000_000, num_chunks=2, eval_every=0,
                       lr_schedule="visit", visit_power=0.6, epsilon=1.0, epsilon_end=1.0)
     out = jax.jit(make_train(cfg, q_star))(jax.random.key(1))
-    assert float(out.metrics["q_error"][-1]) < 0.05
+    assert float(out.metrics["q_error"][-1]) < 0.06
 
 
 VMAP_CFG = TrainConfig(num_envs=16, total_steps=16 * 300, num_chunks=3, eval_every=0)

@@ -96,13 +96,16 @@ def frozen_q_star():
     return jaxq.value_iteration(jaxq.tabular_model(env, params), 0.99, tol=1e-7)
 
 
-@pytest.mark.parametrize("strategy, k", [("async", 16), ("replicated", 8)])
-def test_stale_tables_still_converge_to_q_star(strategy, k, frozen_q_star):
-    cfg = TrainConfig(env_id="FrozenLake-v1", strategy=strategy, sync_every=k, num_envs=512,
-                      total_steps=6_000_000, num_chunks=4, eval_every=0, lr=0.2, lr_end=0.005,
+# Small: 1M steps of 256 envs (async 0.049, replicated 0.157 here; a table that does not
+# learn stays max|Q*| = 0.86 away, as lr = 1e-6 does on one device in test_learners). The
+# 6M-step runs to 0.05 are in tests/slow/multidevice (make test-slow).
+@pytest.mark.parametrize("strategy, k, tol", [("async", 16, 0.1), ("replicated", 8, 0.2)])
+def test_stale_tables_still_converge_to_q_star(strategy, k, tol, frozen_q_star):
+    cfg = TrainConfig(env_id="FrozenLake-v1", strategy=strategy, sync_every=k, num_envs=256,
+                      total_steps=1_000_000, num_chunks=2, eval_every=0, lr=0.2, lr_end=0.005,
                       epsilon=1.0, epsilon_end=1.0)
     out = jax.jit(make_train(cfg, frozen_q_star))(jax.random.key(0))
-    assert float(out.metrics["q_error"][-1]) < 0.05
+    assert float(out.metrics["q_error"][-1]) < tol
 
 
 @pytest.mark.parametrize("changes, match", [
@@ -160,22 +163,21 @@ _RESUME_SCRIPT = r"""
 import sys
 import numpy as np
 from jaxq import strategies
-port, pid, strategy, out, mode = sys.argv[1:6]
+port, pid, strategy, out = sys.argv[1:5]
 strategies.init_distributed(f"127.0.0.1:{port}", 2, int(pid), timeout_s=60)
 import jax
 import jaxq
 cfg = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=64 * 100 * 4,
                        num_chunks=4, strategy=strategy, eval_every=0, seed=3)
-kw = dict(progress=False, checkpoint_path=f"{out}/ckpt.npz", checkpoint_every=1)
-if mode == "interrupted":
-    jaxq.train(cfg, **kw, stop_after_chunks=2)
-    kw["resume"] = True  # a second process pair would do this; here the same pair
+for mode in ("full", "interrupted"):  # one process pair, its programs compiled once
+    kw = dict(progress=False, checkpoint_path=f"{out}/{mode}/ckpt.npz", checkpoint_every=1)
+    if mode == "interrupted":
+        jaxq.train(cfg, **kw, stop_after_chunks=2)
+        kw["resume"] = True  # a second process pair would do this; here the same pair
     res = jaxq.train(cfg, **kw)
-else:
-    res = jaxq.train(cfg, **kw)
-if jax.process_index() == 0:
-    np.save(f"{out}/q.npy", np.asarray(res.q))
-    np.save(f"{out}/returns.npy", np.asarray(res.metrics["mean_return"]))
+    if jax.process_index() == 0:
+        np.save(f"{out}/{mode}/q.npy", np.asarray(res.q))
+        np.save(f"{out}/{mode}/returns.npy", np.asarray(res.metrics["mean_return"]))
 """
 
 
@@ -183,21 +185,20 @@ if jax.process_index() == 0:
 def test_two_processes_checkpoint_and_resume_bit_for_bit(tmp_path, strategy):
     """Every process saves (process 0 writes), every process resumes from the shared file
     with the run's own layout: the table is the uninterrupted run's, bit for bit; and the
-    two processes' table is one device's (up to float summation order)."""
-    def pair(mode):
-        out = tmp_path / mode
-        out.mkdir()
-        port = _free_port()
-        env = {**os.environ, "XLA_FLAGS": "", "JAXQ_MULTIDEVICE": ""}
-        procs = [subprocess.Popen([sys.executable, "-c", _RESUME_SCRIPT, str(port), str(i),
-                                   strategy, str(out), mode], cwd=ROOT, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for i in range(2)]
-        outs = [p.communicate(timeout=180)[0] for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], outs
-        return out
-
-    full, resumed = pair("full"), pair("interrupted")
+    two processes' table is one device's (up to float summation order). The uninterrupted
+    and the interrupted-and-resumed runs share one process pair (two pairs cost ~30 s more
+    CPU: each process imports JAX and compiles)."""
+    full, resumed = tmp_path / "full", tmp_path / "interrupted"
+    full.mkdir()
+    resumed.mkdir()
+    port = _free_port()
+    env = {**os.environ, "XLA_FLAGS": "", "JAXQ_MULTIDEVICE": ""}
+    procs = [subprocess.Popen([sys.executable, "-c", _RESUME_SCRIPT, str(port), str(i),
+                               strategy, str(tmp_path)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
     np.testing.assert_array_equal(np.load(resumed / "q.npy"), np.load(full / "q.npy"))
     np.testing.assert_array_equal(np.load(resumed / "returns.npy"),
                                   np.load(full / "returns.npy"))
