@@ -7,7 +7,8 @@ one more leading axis with ``learners="independent"``) or what ``jaxq train-deep
 DIR`` writes (``config.json`` and ``params.npz``, the network's parameters by name).
 Nothing is re-implemented here: the environment is rebuilt from the config the way
 training built it (``training.resolve_env``, ``deep_config.resolve_env``), tile values
-come from ``tiles.TileCodedQ`` over the saved weights, the network from
+come from ``tiles.TileCodedQ`` over the saved weights (``tiles.saved_q_function``, which
+training's own final evaluation of q.npy uses), the network from
 ``networks.make_network`` with the saved parameters, and the greedy choice is
 ``explore.greedy``, the one training and evaluation use.
 
@@ -247,19 +248,15 @@ def _tabular(run_dir: str, d: dict[str, Any], learner: int, ties: str, seed: int
     else:
         from jaxq import tiles
         from jaxq.qfunctions import TableParams
-        from jaxq.strategies import LocalTable
 
-        try:
-            coder = tiles.make_coder(env, params, config.env_id, config.tiles_per_dim,
-                                     config.num_tilings, config.low, config.high,
-                                     config.max_tiles)
+        try:  # the Q-function training's final evaluation reads q.npy with
+            qf = tiles.saved_q_function(config, env, params, A)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{cfg_path!r} is not a valid run config: {e}") from None
-        w = _pick_learner(q, path, learner, coder.num_tiles, A, "tile weights")
+        w = _pick_learner(q, path, learner, qf.coder.num_tiles, A, "tile weights")
         if not np.isfinite(w).all():
             cell = tuple(int(i) for i in np.argwhere(~np.isfinite(w))[0])
             raise ValueError(f"{path!r} holds a non-finite weight at {list(cell)}: {w[cell]}")
-        qf = tiles.TileCodedQ(coder, LocalTable(1, coder.num_tiles, A), 1, "sum")
         weights = TableParams(jnp.asarray(w, jnp.float32)[None], None, None)
 
         def values_fn(wp, obs):
@@ -267,11 +264,7 @@ def _tabular(run_dir: str, d: dict[str, Any], learner: int, ties: str, seed: int
             return _masked(env, params, qf.global_values(wp, s), s)
 
         def evaluate_fn(episodes, key, max_steps):
-            from jaxq.vecenv import VecEnv, time_limit
-            cap = int(min(max_steps, time_limit(params)))
-            ev = evaluation.rollouts(VecEnv(env, params, episodes), params, weights, key, cap,
-                                     qf.global_values)
-            return evaluation.Evaluation(*(float(x) for x in jax.device_get(ev)))
+            return tiles.evaluate_weights(config, env, params, w, episodes, key, max_steps)
 
     return GreedyPolicy(run_dir=run_dir, kind=config.q_function, config=config, env=env,
                         env_params=params, observation_space=raw_space, num_actions=A,
