@@ -122,6 +122,9 @@ def test_features_one_hot_for_tables_flat_floats_for_gymnax():
     np.testing.assert_array_equal(fl.features(jnp.array([0, 3])), np.eye(16)[[0, 3]])
     cp = resolve_env(DeepConfig(env_id="CartPole-v1"))
     assert (cp.obs_dim, cp.num_actions, cp.time_limit) == (4, 2, 500)
+    br = resolve_env(DeepConfig(env_id="Breakout-MinAtar"))  # 10 x 10 x 4 bool planes
+    assert (br.obs_dim, br.num_actions) == (400, 3)
+    assert br.features(jnp.ones((2, 10, 10, 4), bool)).shape == (2, 400)
     with pytest.raises(ValueError, match="Discrete actions"):
         resolve_env(DeepConfig(env_id="Pendulum-v1"))
 
