@@ -805,6 +805,10 @@ def cmd_train_deep(args: argparse.Namespace) -> int:
     try:
         config = deep_config.DeepConfig(**given)
         deep_config.resolve_env(config)
+        if config.strategy != "single":  # the devices, before anything is written
+            from jaxq.pqn import check_split
+            from jaxq.strategies import make_mesh
+            check_split(config, make_mesh(config.num_devices).devices.size)
     except (ValueError, TypeError) as e:
         raise CliError(deep_flagify(e)) from None
     out = args.out
