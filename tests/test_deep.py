@@ -136,11 +136,11 @@ TINY = dict(env_id="CartPole-v1", num_envs=4, width=8, depth=1, num_chunks=2,
 
 
 def test_pqn_vmap_over_seeds_equals_separate_calls():
-    """Every rollout, action and episode count is the same bit for bit; the parameters
-    agree to float rounding only: XLA:CPU sums a bias gradient (a reduction over the
-    batch rows) in another order when a leading seed axis is added, and the last-bit
-    differences then propagate (measured: equal after one gradient step, not after
-    two)."""
+    """Every episode count, return and length is the same bit for bit; the parameters
+    agree to float rounding only: with a leading seed axis XLA:CPU orders some of the
+    gradient's sums (the batch row sums of bias gradients, and in other layouts the
+    matrix products too) differently, and last-bit differences then propagate
+    (measured: equal after one gradient step, not after two, with any optimizer)."""
     config = DeepConfig(algo="pqn", total_steps=64, rollout_len=4, num_minibatches=2,
                         num_epochs=2, **TINY)
     train = jax.jit(pqn.make_train_pqn(config))
