@@ -68,3 +68,22 @@ def test_the_experiment_runs_and_writes_its_section(tmp_path):
     assert len(rec["env_steps"]) == 2 and rec["steps_per_s"] > 0
     assert results["records"][0]["env_steps"] == rec["env_steps"]
     assert "PQN on CartPole-v1" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_pqn_vmaps_over_hyperparameters():
+    # lr, gamma, epsilon and lambda as vmap axes of one call == the configs run alone
+    config = DeepConfig(algo="pqn", total_steps=64, rollout_len=4, num_minibatches=2,
+                        num_epochs=1, **TINY)
+    settings = [dict(lr=1e-3, gamma=0.9, epsilon=0.5, q_lambda=0.0),
+                dict(lr=3e-4, gamma=0.99, epsilon=1.0, q_lambda=0.9)]
+    hp0 = config.hparams()
+    hps = jax.tree.map(lambda *xs: jax.numpy.stack(xs),
+                       *[hp0.replace(**{k: jax.numpy.float32(v) for k, v in s.items()})
+                         for s in settings])
+    key = jax.random.key(1)
+    both = jax.jit(jax.vmap(pqn.make_train_pqn(config), in_axes=(None, 0)))(key, hps)
+    for i, s in enumerate(settings):
+        alone = jax.jit(pqn.make_train_pqn(config.replace(**s)))(key)
+        for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(both.params)):
+            np.testing.assert_allclose(a, b[i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(alone.metrics["episodes"], both.metrics["episodes"][i])
