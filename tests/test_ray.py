@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -27,8 +28,10 @@ CONFIG = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=400_0
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(address="local", num_cpus=2, include_dashboard=False,
-             _node_ip_address="127.0.0.1", log_to_driver=False)
+    with warnings.catch_warnings():  # Ray forks its daemons; this process's JAX is idle
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+        ray.init(address="local", num_cpus=2, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -95,12 +98,13 @@ def test_learners_and_shards_learn_frozenlake_through_a_lost_learner_and_shard(
 
 
 def test_cli_trains_nstep_on_ray(cluster, truth, cache, tmp_path):
-    """jaxq train --ray: the same files as jaxq train, the Ray report in metrics.json."""
+    """jaxq train --ray with one learner (K = 1: every push applied in full) and two
+    shards: the same files as jaxq train, the Ray report in metrics.json."""
     model, q_star = truth
     out = tmp_path / "run"
     code, stdout, _ = run(["train", "--env", "FrozenLake-v1", "--num-envs", "64",
                            "--total-steps", "400000", "--num-chunks", "20", "--eval-every", "0",
-                           "--n-step", "2", "--ray", "local", "--ray-learners", "2",
+                           "--n-step", "2", "--ray", "local", "--ray-learners", "1",
                            "--ps-shards", "2", "--max-staleness", "3", "--no-progress",
                            "--compile-cache", cache, "--out", str(out)])
     assert code == 0
@@ -108,6 +112,7 @@ def test_cli_trains_nstep_on_ray(cluster, truth, cache, tmp_path):
     q = np.load(out / "q.npy")
     metrics = json.loads((out / "metrics.json").read_text())
     _exactly_once(metrics["ray"], 20)
+    assert metrics["ray"]["num_shards"] == 2 and metrics["ray"]["push_scale"] == 1.0
     assert metrics["final_evaluation"]["max_abs_q_error"] == pytest.approx(
         float(np.max(np.abs(q - q_star))), rel=1e-6)
     assert metrics["final_evaluation"]["max_abs_q_error"] < 0.3  # jaxq.train: 0.12-0.21
@@ -121,8 +126,9 @@ def test_sweep_equals_one_vmapped_call_and_retries_a_lost_block(cluster, cache, 
 
     config = CONFIG.replace(num_envs=16, total_steps=16_000, num_chunks=2)
     grid = {"seed": [0, 1], "lr": [0.1, 0.5]}
-    result = jray.sweep(config, grid, block_size=2, lose_blocks=(1,), compile_cache=cache,
-                        progress=False)
+    # 2 CPUs a block: one at a time here, so the second loads the first's program
+    result = jray.sweep(config, grid, block_size=2, cpus_per_block=2, lose_blocks=(1,),
+                        compile_cache=cache, progress=False)
     assert result.blocks == 2 and result.retried_blocks == [1]
     seeds, leaves = grid_points(config, grid)
     q, _ = train_block(config.to_json(), seeds, leaves)  # the whole grid, one vmapped call
@@ -138,13 +144,14 @@ def test_sweep_equals_one_vmapped_call_and_retries_a_lost_block(cluster, cache, 
 
 def test_unreachable_address_is_a_clear_error_within_the_timeout(capsys, tmp_path):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
-    with pytest.raises(ConnectionError, match=rf"127.0.0.1:{port}.*within 2 s"):
-        jray.train(CONFIG, address=f"127.0.0.1:{port}", timeout=2, progress=False)
-    err = error(capsys, ["train", "--ray", f"127.0.0.1:{port}", "--ray-timeout", "1",
-                         "--out", str(tmp_path / "x")])
+        s.bind(("127.0.0.1", 0))  # held, never listening: connections are refused
+        port = s.getsockname()[1]
+        with pytest.raises(ConnectionError, match=rf"127.0.0.1:{port}.*within 2 s"):
+            jray.train(CONFIG, address=f"127.0.0.1:{port}", timeout=2, progress=False)
+        err = error(capsys, ["train", "--ray", f"127.0.0.1:{port}", "--ray-timeout", "1",
+                             "--out", str(tmp_path / "x")])
     assert f"--ray '127.0.0.1:{port}': no Ray cluster reachable" in err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -184,6 +191,6 @@ def test_a_table_the_shards_cannot_hold_is_refused():
 
 
 def test_importing_jaxq_does_not_import_ray():
-    code = ("import sys, jaxq, jaxq.ray; jaxq.TrainConfig(); "
+    code = ("import sys, jaxq, jaxq.ray, jaxq.cli; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

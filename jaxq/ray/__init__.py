@@ -173,10 +173,10 @@ class RayTrainResult:
 
 def _init_ray(ray, address: str | None, num_cpus: int | None, timeout: float, name: str) -> bool:
     """Connect (or start a local instance); True when this call started it."""
-    if ray.is_initialized():
-        return False
     if address not in (None, "local", "auto"):
         _reachable(address, timeout, name)
+    if ray.is_initialized():  # this process's instance (e.g. a test's, or the user's own)
+        return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if address in (None, "local"):
         kwargs.update(address="local", num_cpus=num_cpus)
@@ -258,6 +258,8 @@ def train(config: TrainConfig, q_star=None, *, address: str | None = None,
     per_learner = config.replace(num_envs=config.num_envs // K,
                                  total_steps=plan["env_steps"] // K)
     assert per_learner.plan()["chunk_iters"] == plan["chunk_iters"]
+    if address not in (None, "local", "auto"):  # before anything is written
+        _reachable(address, timeout, "address")
     if before_run is not None:
         before_run()
     started = _init_ray(ray, address, num_cpus, timeout, "address")
@@ -357,12 +359,13 @@ def train(config: TrainConfig, q_star=None, *, address: str | None = None,
 
 def sweep(config: TrainConfig, grid: dict[str, Any], *, block_size: int | None = None,
           address: str | None = None, num_cpus: int | None = None, timeout: float = 15.0,
-          max_retries: int = 3, gpus_per_block: float = 0.0, compile_cache: str | None = None,
+          max_retries: int = 3, cpus_per_block: float = 1.0, gpus_per_block: float = 0.0,
+          compile_cache: str | None = None,
           lose_blocks: tuple[int, ...] = (), progress: bool = True) -> "SweepResult":
     """Train every point of ``grid`` (e.g. ``{"seed": [0, 1], "lr": [0.1, 0.5]}``; keys:
     ``seed`` and the ``HParams`` leaves, the last key varying fastest) as blocks of
     ``block_size`` points, each block one ``jax.jit(jax.vmap(make_train(config)))`` call in
-    one Ray task (``gpus_per_block`` GPUs each on a GPU cluster), retried up to
+    one Ray task (``cpus_per_block`` CPUs and ``gpus_per_block`` GPUs each), retried up to
     ``max_retries`` times if its worker is lost. Default block size: the points spread
     evenly over the cluster's CPUs. A point's run is the run one vmapped call over the
     whole grid gives it: learner i of the grid uses ``key(seed_i)``.
@@ -397,12 +400,12 @@ def sweep(config: TrainConfig, grid: dict[str, Any], *, block_size: int | None =
     t0 = time.perf_counter()
     try:
         if block_size is None:
-            slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_block))
             block_size = -(-G // slots)
         starts = list(range(0, G, block_size))
         for b in lose_blocks:
             open(os.path.join(fault_dir, f"block_{b}.die"), "w").close()
-        task = ray.remote(num_cpus=1, num_gpus=gpus_per_block,
+        task = ray.remote(num_cpus=cpus_per_block, num_gpus=gpus_per_block,
                           max_retries=max_retries)(_sweep._remote_block)
         cfg = config.to_json()
         refs = [task.remote(cfg, seeds[s:s + block_size],
