@@ -3,11 +3,11 @@
 
 Ground truth is value iteration on the exact model: an asynchronous run must reach a
 greedy policy within 3% of V*(start) and max|Q - Q*| comparable to ``jaxq.train`` with the
-same env steps (one-step: 0.06-0.11 over 8 seeds; 2-step: 0.12-0.21), also when a learner
-and a shard die mid-run, with every acknowledged push applied exactly once. The runs share
-one compile cache, so a restarted learner loads its chunk."""
+same env steps (one-step: 0.06-0.11 over 8 seeds), also when a learner and a shard die
+mid-run, with every acknowledged push applied exactly once; a restarted learner loads its
+chunk from the compile cache. ``jaxq train --ray`` (n-step) and ``jaxq.ray.sweep`` run end
+to end in tests/slow/test_ray_e2e.py (``make test-slow``)."""
 
-import json
 import socket
 import subprocess
 import sys
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import jaxq
-from cli_runner import error, run
+from cli_runner import error
 
 ray = pytest.importorskip("ray")
 import jaxq.ray as jray  # noqa: E402
@@ -95,51 +95,6 @@ def test_learners_and_shards_learn_frozenlake_through_a_lost_learner_and_shard(
         assert rep["steps_per_s"] > 0 and 0 <= rep["lead_max"] <= 2  # the bound held
     assert r["learners"][0]["env_steps"] == CONFIG.plan()["env_steps"] // 2
     assert result.summary()["env_steps"] == CONFIG.plan()["env_steps"]
-
-
-def test_cli_trains_nstep_on_ray(cluster, truth, cache, tmp_path):
-    """jaxq train --ray with one learner (K = 1: every push applied in full) and two
-    shards: the same files as jaxq train, the Ray report in metrics.json."""
-    model, q_star = truth
-    out = tmp_path / "run"
-    code, stdout, _ = run(["train", "--env", "FrozenLake-v1", "--num-envs", "64",
-                           "--total-steps", "400000", "--num-chunks", "20", "--eval-every", "0",
-                           "--n-step", "2", "--ray", "local", "--ray-learners", "1",
-                           "--ps-shards", "2", "--max-staleness", "3", "--no-progress",
-                           "--compile-cache", cache, "--out", str(out)])
-    assert code == 0
-    assert "applied by every shard: yes" in stdout
-    q = np.load(out / "q.npy")
-    metrics = json.loads((out / "metrics.json").read_text())
-    _exactly_once(metrics["ray"], 20)
-    assert metrics["ray"]["num_shards"] == 2 and metrics["ray"]["push_scale"] == 1.0
-    assert metrics["final_evaluation"]["max_abs_q_error"] == pytest.approx(
-        float(np.max(np.abs(q - q_star))), rel=1e-6)
-    assert metrics["final_evaluation"]["max_abs_q_error"] < 0.3  # jaxq.train: 0.12-0.21
-    assert _greedy_gap(model, q_star, q) < 0.03
-    assert len(metrics["history"]["env_steps"]) == 20
-    assert json.loads((out / "config.json").read_text())["n_step"] == 2
-
-
-def test_sweep_equals_one_vmapped_call_and_retries_a_lost_block(cluster, cache, tmp_path):
-    from jaxq.ray._sweep import grid_points, train_block
-
-    config = CONFIG.replace(num_envs=16, total_steps=16_000, num_chunks=2)
-    grid = {"seed": [0, 1], "lr": [0.1, 0.5]}
-    # 2 CPUs a block: one at a time here, so the second loads the first's program
-    result = jray.sweep(config, grid, block_size=2, cpus_per_block=2, lose_blocks=(1,),
-                        compile_cache=cache, progress=False)
-    assert result.blocks == 2 and result.retried_blocks == [1]
-    seeds, leaves = grid_points(config, grid)
-    q, _ = train_block(config.to_json(), seeds, leaves)  # the whole grid, one vmapped call
-    np.testing.assert_array_equal(result.q, q)
-    assert [(r["seed"], r["lr"]) for r in result.rows] == [(0, 0.1), (0, 0.5), (1, 0.1), (1, 0.5)]
-    for r in result.rows:
-        # V^pi <= V* (up to policy evaluation's tolerance, 1e-6 per sweep)
-        assert 0 < r["greedy_value"] <= r["optimal_value"] * (1 + 1e-4) and r["q_error"] > 0
-    pytest.importorskip("matplotlib")
-    assert result.heatmap(str(tmp_path / "sweep.png"))
-    assert (tmp_path / "sweep.png").stat().st_size > 1000
 
 
 def test_unreachable_address_is_a_clear_error_within_the_timeout(capsys, tmp_path):
