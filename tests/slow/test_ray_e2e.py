@@ -102,3 +102,24 @@ def test_sweep_equals_one_vmapped_call_and_retries_a_lost_block(cluster, cache, 
     pytest.importorskip("matplotlib")
     assert result.heatmap(str(tmp_path / "sweep.png"))
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_two_learners_two_shards_learn_frozenlake_8x8_within_3_percent(cluster, cache):
+    """The issue's target: 2 learners x 2 shards on FrozenLake 8x8 reach a greedy policy
+    within 3% of V*(start) (measured: 1.0%; jaxq.train with the same env steps: 0.02%).
+    max|Q - Q*| is looser than one process's (0.56 against 0.22 measured): with ``mean``
+    a cell only one learner visits moves at 1/K of that learner's step."""
+    from jaxq.model import greedy_policy
+
+    config = jaxq.TrainConfig(env_id="FrozenLake8x8-v1", num_envs=512, total_steps=4_000_000,
+                              num_chunks=40, eval_every=0)
+    env, params = jaxq.make(config.env_id)
+    model = jaxq.tabular_model(env, params)
+    q_star = np.asarray(jaxq.value_iteration(model, config.gamma))
+    result = jray.train(config, q_star, num_learners=2, num_shards=2, max_staleness=4,
+                        compile_cache=cache, progress=False)
+    _exactly_once(result.ray, 40)
+    v_star = float(jaxq.start_value(model, q_star))
+    v = float(jaxq.policy_start_value(model, greedy_policy(result.q, model.valid), config.gamma))
+    assert 1.0 - v / v_star < 0.03, (v, v_star)
+    assert result.metrics["q_error"][-1] < 0.8
