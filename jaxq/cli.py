@@ -974,10 +974,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
         grid = check_grid(_parse_grid(args.grid))
-        grid_points(config, grid)
+    except ValueError as e:  # "grid key 'foo' ...", "grid['seed'] must ..."
+        raise CliError("--" + re.sub(r"^grid\['?(\w+)'?\]", r"grid \1", str(e))) from None
+    try:
+        grid_points(config, grid)  # every point is a valid TrainConfig
         jray.check_address(args.ray, "--ray")
     except (ValueError, TypeError) as e:
-        raise CliError(flagify(str(e).replace("grid[", "--grid ["))) from None
+        raise CliError(f"--grid: {flagify(e)}" if "--ray" not in str(e) else e) from None
     if args.block_size is not None and args.block_size < 1:
         raise CliError(f"--block-size must be >= 1, got {args.block_size}")
     _resolve_env(config)

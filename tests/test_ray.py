@@ -149,3 +149,16 @@ def test_importing_jaxq_does_not_import_ray():
     code = ("import sys, jaxq, jaxq.ray, jaxq.cli; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("grid, match", [
+    (["foo=1"], "--grid key 'foo' cannot be swept; accepted: ['seed', 'lr'"),
+    (["seed=a"], "--grid seed must hold ints >= 0, got 'a'"),
+    (["lr=-1"], "--grid: --lr must be in (0.0, inf), got -1.0"),
+    ([], "jaxq sweep needs at least one --grid KEY=V1,V2,..."),
+])
+def test_cli_sweep_bad_grid_exits_2_before_writing(capsys, tmp_path, grid, match):
+    argv = ["sweep", "--env", "FrozenLake-v1", "--out", str(tmp_path / "s")]
+    err = error(capsys, argv + [x for g in grid for x in ("--grid", g)])
+    assert match in err, err
+    assert not (tmp_path / "s").exists()

@@ -15,6 +15,9 @@ Protocol (exactly-once pushes without a barrier):
   count, each shard's its *applied* count; at the end of a run the two must be equal.
 * Deltas are additive, so applying them in any order gives the same table up to float
   rounding: no ordering between learners is needed, only per learner.
+
+Learners and shards survive the loss of their processes; the coordinator (small, without
+JAX) and the driver do not: losing either ends the run with an error.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Coordinator:
         self.done = [False] * num_learners
         self.rows: list[dict[int, dict[str, Any]]] = [{} for _ in range(num_learners)]
         self.restarts = [0] * num_learners
+        self.starts = [0] * num_learners
         self.pushed_total = 0  # acknowledged pushes of all learners (staleness clock)
         self.compiled = False  # learner 0 has its chunk in the compile cache
 
@@ -48,9 +52,9 @@ class Coordinator:
 
     def started(self, learner: int) -> int:
         """A learner (re)starts: returns how many of its pushes are acknowledged (where
-        it resumes); a second start of one learner is a restart."""
-        if self.rows[learner] or self.acked[learner] or self.done[learner]:
-            self.restarts[learner] += 1
+        it resumes); every start after the first is a restart."""
+        self.starts[learner] += 1
+        self.restarts[learner] = self.starts[learner] - 1
         return self.acked[learner]
 
     def set_compiled(self) -> None:
@@ -207,12 +211,15 @@ class Learner:
             refs.append(self._send(p, seq, idx, delta))
         for p, ref in enumerate(refs):
             status, last, durable = ray.get(ref)
-            while status == "gap":  # the shard restarted from an older checkpoint
-                for s, idx, delta in self.buffer[p]:
-                    if s > last:
-                        status, last, durable = ray.get(self._send(p, s, idx, delta))
-                        if status == "gap":
-                            break
+            if status == "gap":  # the shard restarted from an older checkpoint: replay
+                replay = [b for b in self.buffer[p] if b[0] > last]
+                if not replay or replay[0][0] != last + 1:
+                    raise RuntimeError(
+                        f"shard {p} restarted at push {last} of learner {self.index}, but "
+                        f"pushes {last + 1}..{seq} are no longer buffered (lost with an "
+                        "earlier restart of this learner); the run cannot be exact")
+                for s, idx, delta in replay:
+                    status, last, durable = ray.get(self._send(p, s, idx, delta))
             self.buffer[p] = [b for b in self.buffer[p] if b[0] > durable]
         return sent
 
