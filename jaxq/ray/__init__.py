@@ -15,10 +15,11 @@ clusters: a parameter server and learners that never wait for each other.
   environments and a local copy of the table. After a chunk a learner pushes what it
   learned, the cells whose value changed and by how much (Q after minus Q before), to
   the shards owning those rows, then pulls every row and continues from the merged table.
-  With ``aggregation="mean"`` a push is applied at ``1 / num_learners`` of its size (the
-  learners' concurrent chunks are averaged, as one device averages the TD errors that hit
-  one cell in one step, so K learners of N/K envs learn like one of N); with ``"sum"``
-  in full.
+  With ``aggregation="mean"`` a shard divides a change to a cell by the number of
+  learners updating that cell (1 + the others whose latest push changed it too): a cell
+  all learners visit moves by their mean change, as one device averages the TD errors
+  that hit one cell in one step, and a cell one learner visits by its whole change; with
+  ``"sum"`` changes are added in full.
 * No barrier: ``max_staleness`` S only stops a learner from starting a chunk while it is
   more than S pushes ahead of the slowest running learner (S = 0 is lockstep).
 * Faults: learners and shards are restarted by Ray (``max_restarts``); a restarted
@@ -279,14 +280,13 @@ def train(config: TrainConfig, q_star=None, *, address: str | None = None,
                       p, bounds[p], bounds[p + 1],
                       np.full((T, bounds[p + 1] - bounds[p], A), config.q_init, np.float32),
                       K, os.path.join(checkpoint_dir, f"shard_{p}.npz"), checkpoint_every,
-                      faults.get("shard", {}).get(p))
+                      config.aggregation, faults.get("shard", {}).get(p))
                   for p in range(P)]
         ray.get([s.pid.remote() for s in shards] + [coord.total.remote()])  # named and up
-        scale = 1.0 / K if config.aggregation == "mean" else 1.0
         learner_cls = ray.remote(num_cpus=1, max_restarts=max_restarts,
                                  max_task_retries=-1)(_actors.Learner)
         learners = [learner_cls.remote(i, per_learner.to_json(), K, config.seed, bounds, run_id,
-                                       scale, max_staleness, q_star, compile_cache,
+                                       max_staleness, q_star, compile_cache,
                                        {"die_at_chunk": faults.get("learner", {}).get(i)})
                     for i in range(K)]
         refs = [lr.run.remote() for lr in learners]
@@ -344,7 +344,7 @@ def train(config: TrainConfig, q_star=None, *, address: str | None = None,
     steps = plan["env_steps"]
     report = {
         "num_learners": K, "num_shards": P, "max_staleness": max_staleness,
-        "aggregation": config.aggregation, "push_scale": 1.0 / K if config.aggregation == "mean" else 1.0,
+        "aggregation": config.aggregation,
         "acknowledged": acked, "applied": applied, "applied_equals_acknowledged": exact,
         "restarts": state["restarts"], "learners": reports, "shards": shard_stats,
         "observed_lead_max": max(r["lead_max"] for r in reports),

@@ -94,16 +94,26 @@ class Shard:
     """States ``[lo, hi)`` of the Q-table (every estimate: ``[T, hi - lo, A]``), applying
     pushed deltas in arrival order, serving its rows, and checkpointing atomically
     (``np.savez`` to a temporary file, then ``os.replace``) every ``checkpoint_every``
-    applied pushes. A shard (re)started with a checkpoint file present resumes from it."""
+    applied pushes. A shard (re)started with a checkpoint file present resumes from it.
+
+    ``aggregation="mean"``: a delta to a cell is divided by the number of learners
+    updating that cell at the time: 1 + the other learners whose latest push also changed
+    it. A cell every learner visits is moved by the learners' mean change (as one device
+    averages the TD errors that hit one cell in one step), a cell only one learner visits
+    by that learner's whole change. ``"sum"``: deltas are added in full."""
 
     def __init__(self, index: int, lo: int, hi: int, q: np.ndarray, num_learners: int,
-                 checkpoint: str | None, checkpoint_every: int, die_after: int | None = None):
+                 checkpoint: str | None, checkpoint_every: int, aggregation: str = "mean",
+                 die_after: int | None = None):
         self.index, self.lo, self.hi = index, lo, hi
+        self.mean = aggregation == "mean"
         self.path, self.every = checkpoint, checkpoint_every
         self.q = np.array(q, np.float32)
         self.last = np.zeros(num_learners, np.int64)  # applied pushes per learner
         self.cells = np.zeros(num_learners, np.int64)  # applied cell updates per learner
         self.durable = np.zeros(num_learners, np.int64)  # pushes in the checkpoint
+        # per learner and cell: the number of its last push that changed the cell (0: none)
+        self.touched = np.zeros((num_learners, self.q.size), np.int32) if self.mean else None
         self.since = 0
         self.checkpoints = 0
         self.restored = False
@@ -112,20 +122,29 @@ class Shard:
             with np.load(self.path) as z:
                 self.q = z["q"].astype(np.float32)
                 self.last, self.cells = z["last"], z["cells"]
+                if self.mean and "touched" in z:
+                    self.touched = z["touched"]
             self.durable = self.last.copy()
             self.restored = True
 
-    def push(self, learner: int, seq: int, idx: np.ndarray, delta: np.ndarray,
-             scale: float) -> tuple[str, int, int]:
-        """Apply ``q.flat[idx] += scale * delta`` if ``seq`` is the learner's next push.
-        Returns (status, last applied seq of this learner, last durable seq)."""
+    def push(self, learner: int, seq: int, idx: np.ndarray,
+             delta: np.ndarray) -> tuple[str, int, int]:
+        """Apply ``q.flat[idx] += delta`` (``mean``: divided per cell by the learners
+        updating it) if ``seq`` is the learner's next push. Returns (status, last applied
+        seq of this learner, last durable seq)."""
         last = int(self.last[learner])
         if seq <= last:
             return "duplicate", last, int(self.durable[learner])
         if seq > last + 1:
             return "gap", last, int(self.durable[learner])
         flat = self.q.reshape(-1)
-        flat[idx] += np.float32(scale) * delta
+        if self.mean:
+            others = self.touched[:, idx] == self.last[:, None]  # in their latest push
+            others[learner] = False
+            flat[idx] += delta / (1 + others.sum(0)).astype(np.float32)
+            self.touched[learner, idx] = seq
+        else:
+            flat[idx] += delta
         self.last[learner] = seq
         self.cells[learner] += idx.size
         self.since += 1
@@ -143,7 +162,8 @@ class Shard:
         durable push count per learner."""
         if self.path:
             tmp = f"{self.path}.tmp.npz"
-            np.savez(tmp, q=self.q, last=self.last, cells=self.cells)
+            extra = {"touched": self.touched} if self.mean else {}
+            np.savez(tmp, q=self.q, last=self.last, cells=self.cells, **extra)
             os.replace(tmp, self.path)
             self.durable = self.last.copy()
             self.checkpoints += 1
@@ -167,7 +187,7 @@ class Learner:
     row back before the next chunk."""
 
     def __init__(self, index: int, config_json: str, num_learners: int, seed: int,
-                 bounds: list[int], run_id: str, scale: float,
+                 bounds: list[int], run_id: str,
                  max_staleness: int, q_star: np.ndarray | None, compile_cache: str | None = None,
                  fault: dict | None = None):
         import json
@@ -182,7 +202,7 @@ class Learner:
         # the other actors by name, not by handle: a restarted learner finds them again
         self.shards = [ray.get_actor(f"{run_id}-shard-{p}") for p in range(len(bounds) - 1)]
         self.coord = ray.get_actor(f"{run_id}-coordinator")
-        self.scale, self.S_max = float(scale), int(max_staleness)
+        self.S_max = int(max_staleness)
         self.q_star, self.fault = q_star, fault or {}
         self.compile_cache = compile_cache
         self.created = time.time()
@@ -190,7 +210,7 @@ class Learner:
 
     # ---- the parts of one chunk ---------------------------------------------------
     def _send(self, p: int, seq: int, idx: np.ndarray, delta: np.ndarray):
-        return self.shards[p].push.remote(self.index, seq, idx, delta, self.scale)
+        return self.shards[p].push.remote(self.index, seq, idx, delta)
 
     def _push(self, seq: int, q0: np.ndarray, q1: np.ndarray) -> int:
         """Send push ``seq`` (the changed cells, split by owner) to every shard and wait

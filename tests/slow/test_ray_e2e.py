@@ -60,7 +60,7 @@ def _exactly_once(report, chunks):
 
 
 def test_cli_trains_nstep_on_ray(cluster, truth, cache, tmp_path):
-    """jaxq train --ray with one learner (K = 1: every push applied in full) and two
+    """jaxq train --ray with one learner (every push applied in full) and two
     shards: the same files as jaxq train, the Ray report in metrics.json."""
     model, q_star = truth
     out = tmp_path / "run"
@@ -74,7 +74,7 @@ def test_cli_trains_nstep_on_ray(cluster, truth, cache, tmp_path):
     q = np.load(out / "q.npy")
     metrics = json.loads((out / "metrics.json").read_text())
     _exactly_once(metrics["ray"], 20)
-    assert metrics["ray"]["num_shards"] == 2 and metrics["ray"]["push_scale"] == 1.0
+    assert metrics["ray"]["num_shards"] == 2 and metrics["ray"]["num_learners"] == 1
     assert metrics["final_evaluation"]["max_abs_q_error"] == pytest.approx(
         float(np.max(np.abs(q - q_star))), rel=1e-6)
     assert metrics["final_evaluation"]["max_abs_q_error"] < 0.3  # jaxq.train: 0.12-0.21
@@ -106,9 +106,9 @@ def test_sweep_equals_one_vmapped_call_and_retries_a_lost_block(cluster, cache, 
 
 def test_two_learners_two_shards_learn_frozenlake_8x8_within_3_percent(cluster, cache):
     """The issue's target: 2 learners x 2 shards on FrozenLake 8x8 reach a greedy policy
-    within 3% of V*(start) (measured: 1.0%; jaxq.train with the same env steps: 0.02%).
-    max|Q - Q*| is looser than one process's (0.56 against 0.22 measured): with ``mean``
-    a cell only one learner visits moves at 1/K of that learner's step."""
+    within 3% of V*(start) (measured 0.06-0.65% over 4 runs; jaxq.train with the same env
+    steps: 0.02%) and max|Q - Q*| near one process's (measured 0.24-0.49 over 4 runs;
+    jaxq.train 0.18-0.45 over 6 seeds). The runs are asynchronous, hence the loose bound."""
     from jaxq.model import greedy_policy
 
     config = jaxq.TrainConfig(env_id="FrozenLake8x8-v1", num_envs=512, total_steps=4_000_000,
@@ -122,4 +122,4 @@ def test_two_learners_two_shards_learn_frozenlake_8x8_within_3_percent(cluster, 
     v_star = float(jaxq.start_value(model, q_star))
     v = float(jaxq.policy_start_value(model, greedy_policy(result.q, model.valid), config.gamma))
     assert 1.0 - v / v_star < 0.03, (v, v_star)
-    assert result.metrics["q_error"][-1] < 0.8
+    assert result.metrics["q_error"][-1] < 0.6
