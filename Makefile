@@ -35,11 +35,14 @@ run: $(STAMP)
 # The 8-device session and a slice of the 1-device tests (BACKGROUND) run in the
 # background (their reports are printed when all are done), so both cores stay busy to
 # the end; the rest of the 1-device session reports as it goes. Any failing fails
-# `make test`. Balanced by CPU time (2-core Intel Xeon VM, 2026-12-02: 1-device session
-# ~360 s, this slice ~110 s, 8-device session ~260 s before the move): about a third each,
-# the 1-device session a little lighter for the tests still being added to it.
+# `make test`. Balanced by CPU time (user+sys, /usr/bin/time; 2-core Intel Xeon VM, shared,
+# 2026-12-02, after tests/slow took the long runs): this slice 254 s measured, the rest of
+# the 1-device session ~275 s (205 s measured through test_ray + ~70 s measured file by
+# file), the 8-device session ~250 s: about a third each, the largest well under half the
+# total, so both cores stay busy to the end.
 BACKGROUND := tests/test_discretize.py tests/test_checkpoint.py tests/test_learners.py \
-              tests/test_user_errors.py tests/test_textbook.py
+              tests/test_user_errors.py tests/test_textbook.py tests/test_cli.py \
+              tests/test_maze.py
 test: $(STAMP)
 	@log=$$(mktemp); log2=$$(mktemp); \
 	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice >$$log 2>&1 & multi=$$!; \
