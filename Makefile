@@ -35,14 +35,13 @@ run: $(STAMP)
 # The 8-device session and a slice of the 1-device tests (BACKGROUND) run in the
 # background (their reports are printed when all are done), so both cores stay busy to
 # the end; the rest of the 1-device session reports as it goes. Any failing fails
-# `make test`. Balanced by CPU time (user+sys, /usr/bin/time; 2-core Intel Xeon VM, shared,
-# 2026-12-02, after tests/slow took the long runs): this slice 254 s measured, the rest of
-# the 1-device session ~275 s (205 s measured through test_ray + ~70 s measured file by
-# file), the 8-device session ~250 s: about a third each, the largest well under half the
-# total, so both cores stay busy to the end.
+# `make test`. Balanced by wall time on a quiet 2-core Intel Xeon VM (clean clone,
+# 2026-12-02): with test_tiles in the 1-device rest and test_ray in make test, the rest took
+# 7:44, this slice 6:31 and the 8-device session 6:28; test_ray (~36 s, its own Ray
+# instance) moved to tests/slow and test_tiles (~19 s) here, so the three end together.
 BACKGROUND := tests/test_discretize.py tests/test_checkpoint.py tests/test_learners.py \
               tests/test_user_errors.py tests/test_textbook.py tests/test_cli.py \
-              tests/test_maze.py
+              tests/test_maze.py tests/test_tiles.py
 test: $(STAMP)
 	@log=$$(mktemp); log2=$$(mktemp); \
 	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice >$$log 2>&1 & multi=$$!; \

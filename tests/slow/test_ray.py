@@ -6,7 +6,9 @@ greedy policy within 3% of V*(start) and max|Q - Q*| comparable to ``jaxq.train`
 same env steps (one-step: 0.06-0.11 over 8 seeds), also when a learner and a shard die
 mid-run, with every acknowledged push applied exactly once; a restarted learner loads its
 chunk from the compile cache. ``jaxq train --ray`` (n-step) and ``jaxq.ray.sweep`` run end
-to end in tests/slow/test_ray_e2e.py (``make test-slow``)."""
+to end in tests/slow/test_ray_e2e.py. Both files are in tests/slow (``make test-slow``, run
+by ``make test-all`` and CI): a Ray instance, its actors and their compiles took ~36 s of
+the 2-core machine, which ``make test``'s 8 minutes no longer had room for."""
 
 import socket
 import subprocess
