@@ -15,16 +15,16 @@ over split keys, as gymnax environments step) unrolled measured about 2x *slower
 (gymnax CartPole through the discretizing adapter). So the default, ``auto``, unrolls only
 where the key is a single one and keeps JAX's rolled loop for batched keys.
 
-A library must not change how its users' programs compile, so jaxq never registers a
-lowering for the whole process: ``scoped()`` installs it only while jaxq lowers its own
-programs (``jaxq.train``, ``jaxq bench``) and puts JAX's rule back afterwards, so a user's
-own ``jax.random`` programs (and ``make_train`` jitted by the user) lower as JAX decides.
-``JAXQ_CPU_THREEFRY`` (``auto``, ``unrolled`` or ``rolled`` = JAX's own) picks what
-``scoped()`` installs. There is no process-wide switch (a program another thread lowers
-during those few jaxq lowering calls is the one exception). It still pays with the words
-computed once per step: rolled 30-33M vs auto 62M env steps/s, FrozenLake 8x8 at
-N = 65,536 on the 2-core VM. This reaches into JAX's internals (there is no public
-switch); where they differ from what is expected, nothing is changed.
+A library must not change how its users' programs compile, so this is **opt-in**: by
+default (``JAXQ_CPU_THREEFRY`` unset, or ``rolled`` = JAX's own) ``scoped()`` changes
+nothing at all and every program, jaxq's included, lowers as JAX decides. Set
+``JAXQ_CPU_THREEFRY=auto`` (or ``unrolled``) to have ``scoped()`` install that lowering
+while jaxq lowers its own programs (``jaxq.train``, ``jaxq bench``) and put JAX's rule back
+afterwards; it reaches into JAX's internals (there is no public switch), and a program
+another thread lowers during those calls would see it too. It pays with the words computed
+once per step: rolled 30-33M vs auto 62M env steps/s, FrozenLake 8x8 at N = 65,536 on the
+2-core VM (the benchmark scripts in experiments/ opt in and say so); where JAX's internals
+differ from what is expected, nothing is changed.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def _rule(lowering: str):
 
 
 def choice_from_env() -> str:
-    """``JAXQ_CPU_THREEFRY`` (default ``auto``), checked."""
-    choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    """``JAXQ_CPU_THREEFRY`` (default ``rolled``: JAX's own lowering, nothing changed), checked."""
+    choice = os.environ.get(ENV_VAR, "rolled").strip().lower() or "rolled"
     if choice not in CHOICES:
         raise ValueError(f"{ENV_VAR} must be one of {CHOICES}, got {choice!r}")
     return choice
@@ -68,10 +68,15 @@ def choice_from_env() -> str:
 @contextlib.contextmanager
 def scoped(lowering: str | None = None) -> Iterator[str | None]:
     """Lower threefry on CPU as ``lowering`` (default: ``JAXQ_CPU_THREEFRY``, else
-    ``auto``) inside the block only; JAX's rule in effect before is restored on exit.
-    Yields the lowering in effect, or None where JAX's internals were not as expected
-    (then nothing changes). Wrap ``.lower(...)`` calls: lowering is where it applies."""
+    ``rolled``) inside the block only; JAX's rule in effect before is restored on exit.
+    ``rolled`` is JAX's own choice: then nothing is touched. Yields the lowering in effect,
+    or None where nothing was installed. Wrap ``.lower(...)`` calls: lowering is where it
+    applies."""
     lowering = choice_from_env() if lowering is None else lowering
+    if lowering == "rolled":  # JAX's own rule: leave JAX's tables alone
+        _rule(lowering)  # (validates the name)
+        yield None
+        return
     found = _rule(lowering)
     try:
         from jax._src.interpreters import mlir

@@ -36,13 +36,21 @@ def test_scoped_lowering_is_undone_on_exit():
     assert _bits((3, 1000))[1] == before
 
 
-def test_default_is_auto_unless_the_environment_says(monkeypatch):
+def test_default_changes_nothing_unless_the_environment_opts_in(monkeypatch):
+    """Opt-in: unset (or rolled), scoped() installs nothing and JAX's table is untouched."""
+    from jax._src.interpreters import mlir
+    from jax._src.random import threefry2x32 as tf
+
+    table = mlir._platform_specific_lowerings["cpu"]
     monkeypatch.delenv(cpu_threefry.ENV_VAR, raising=False)
+    before = table.get(tf.threefry2x32_p)
     with cpu_threefry.scoped() as lowering:
-        assert lowering == "auto"
-    monkeypatch.setenv(cpu_threefry.ENV_VAR, "rolled")
+        assert lowering is None and table.get(tf.threefry2x32_p) is before
+        assert "while" in _bits((3, 1000))[1]  # JAX's own rolled loop
+    monkeypatch.setenv(cpu_threefry.ENV_VAR, "auto")
     with cpu_threefry.scoped() as lowering:
-        assert lowering == "rolled" and "while" in _bits((3, 1000))[1]
+        assert lowering == "auto" and "while" not in _bits((3, 1000))[1]
+    assert table.get(tf.threefry2x32_p) is before
 
 
 @pytest.mark.parametrize("lowering", ["unrolled", "auto"])
