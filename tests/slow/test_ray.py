@@ -13,57 +13,14 @@ the 2-core machine, which ``make test``'s 8 minutes no longer had room for."""
 import socket
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
-import jaxq
 from cli_runner import error
 
-ray = pytest.importorskip("ray")
+from ray_common import CONFIG, cache, cluster, exactly_once, greedy_gap, truth  # noqa: E402,F401  (fixtures)
 import jaxq.ray as jray  # noqa: E402
-
-CONFIG = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=400_000,
-                          num_chunks=20, eval_every=0)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with warnings.catch_warnings():  # Ray forks its daemons; this process's JAX is idle
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        ray.init(address="local", num_cpus=2, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def truth():
-    env, params = jaxq.make(CONFIG.env_id)
-    model = jaxq.tabular_model(env, params)
-    return model, np.asarray(jaxq.value_iteration(model, CONFIG.gamma))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("xla"))
-
-
-def _greedy_gap(model, q_star, q):
-    """1 - V^greedy(start) / V*(start), exactly on the model."""
-    from jaxq.model import greedy_policy
-
-    v_star = float(jaxq.start_value(model, q_star))
-    v = float(jaxq.policy_start_value(model, greedy_policy(q, model.valid), CONFIG.gamma))
-    return 1.0 - v / v_star
-
-
-def _exactly_once(report, chunks):
-    assert report["applied_equals_acknowledged"]
-    assert report["acknowledged"] == [chunks] * report["num_learners"]
-    for shard in report["shards"]:
-        assert shard["applied"] == report["acknowledged"]
 
 
 def test_learners_and_shards_learn_frozenlake_through_a_lost_learner_and_shard(
@@ -79,7 +36,7 @@ def test_learners_and_shards_learn_frozenlake_through_a_lost_learner_and_shard(
                         faults={"learner": {1: 5}, "shard": {0: 14}}, compile_cache=cache,
                         progress=False)
     r = result.ray
-    _exactly_once(r, 20)
+    exactly_once(r, 20)
     assert r["restarts"] == [0, 1] and r["learners"][1]["resumed_at_chunk"] == 4
     assert r["shards"][0]["restored_from_checkpoint"]
     assert not r["shards"][1]["restored_from_checkpoint"]
@@ -89,7 +46,7 @@ def test_learners_and_shards_learn_frozenlake_through_a_lost_learner_and_shard(
     err = float(np.max(np.abs(result.q - q_star)))
     assert result.metrics["q_error"][-1] == pytest.approx(err, rel=1e-6)
     assert err < 0.15, err
-    assert _greedy_gap(model, q_star, result.q) < 0.03
+    assert greedy_gap(model, q_star, result.q) < 0.03
     m = result.metrics
     assert len(m["env_steps"]) == 20 and m["env_steps"][-1] == CONFIG.plan()["env_steps"]
     assert m["episodes"][-1] > 10_000

@@ -1,12 +1,12 @@
 """jaxq.ray end to end (``make test-slow``, ``JAXQ_SLOW=1``): ``jaxq train --ray`` writing
 a run's files with n-step Q-learning, and ``jaxq.ray.sweep`` equal bit for bit to one
 vmapped call with a lost block retried. Each starts Ray workers that import JAX and
-compile, so they live here; ``make test`` keeps tests/test_ray.py (2 learners x 2 shards
-learning FrozenLake through a lost learner and shard, bad input, unreachable address).
+compile, so they live here, beside test_ray.py (2 learners x 2 shards learning FrozenLake
+through a lost learner and shard, bad input, unreachable address); ray_common.py holds what
+both use.
 """
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -14,49 +14,8 @@ import pytest
 import jaxq
 from cli_runner import run
 
-ray = pytest.importorskip("ray")
+from ray_common import CONFIG, cache, cluster, exactly_once, greedy_gap, truth  # noqa: E402,F401  (fixtures)
 import jaxq.ray as jray  # noqa: E402
-
-CONFIG = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=400_000,
-                          num_chunks=20, eval_every=0)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with warnings.catch_warnings():  # Ray forks its daemons; this process's JAX is idle
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        ray.init(address="local", num_cpus=2, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def truth():
-    env, params = jaxq.make(CONFIG.env_id)
-    model = jaxq.tabular_model(env, params)
-    return model, np.asarray(jaxq.value_iteration(model, CONFIG.gamma))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("xla"))
-
-
-def _greedy_gap(model, q_star, q):
-    """1 - V^greedy(start) / V*(start), exactly on the model."""
-    from jaxq.model import greedy_policy
-
-    v_star = float(jaxq.start_value(model, q_star))
-    v = float(jaxq.policy_start_value(model, greedy_policy(q, model.valid), CONFIG.gamma))
-    return 1.0 - v / v_star
-
-
-def _exactly_once(report, chunks):
-    assert report["applied_equals_acknowledged"]
-    assert report["acknowledged"] == [chunks] * report["num_learners"]
-    for shard in report["shards"]:
-        assert shard["applied"] == report["acknowledged"]
 
 
 def test_cli_trains_nstep_on_ray(cluster, truth, cache, tmp_path):
@@ -73,12 +32,12 @@ def test_cli_trains_nstep_on_ray(cluster, truth, cache, tmp_path):
     assert "applied by every shard: yes" in stdout
     q = np.load(out / "q.npy")
     metrics = json.loads((out / "metrics.json").read_text())
-    _exactly_once(metrics["ray"], 20)
+    exactly_once(metrics["ray"], 20)
     assert metrics["ray"]["num_shards"] == 2 and metrics["ray"]["num_learners"] == 1
     assert metrics["final_evaluation"]["max_abs_q_error"] == pytest.approx(
         float(np.max(np.abs(q - q_star))), rel=1e-6)
     assert metrics["final_evaluation"]["max_abs_q_error"] < 0.3  # jaxq.train: 0.12-0.21
-    assert _greedy_gap(model, q_star, q) < 0.03
+    assert greedy_gap(model, q_star, q) < 0.03
     assert len(metrics["history"]["env_steps"]) == 20
     assert json.loads((out / "config.json").read_text())["n_step"] == 2
 
@@ -118,7 +77,7 @@ def test_two_learners_two_shards_learn_frozenlake_8x8_within_3_percent(cluster, 
     q_star = np.asarray(jaxq.value_iteration(model, config.gamma))
     result = jray.train(config, q_star, num_learners=2, num_shards=2, max_staleness=4,
                         compile_cache=cache, progress=False)
-    _exactly_once(result.ray, 40)
+    exactly_once(result.ray, 40)
     v_star = float(jaxq.start_value(model, q_star))
     v = float(jaxq.policy_start_value(model, greedy_policy(result.q, model.valid), config.gamma))
     assert 1.0 - v / v_star < 0.03, (v, v_star)
