@@ -264,7 +264,7 @@ class Learner:
         import jax.numpy as jnp
         import ray
 
-        from jaxq import compile_cache, cpu_threefry, training
+        from jaxq import compile_cache, training
 
         start = int(ray.get(self.coord.started.remote(self.index)))
         if start:  # a restart: make what earlier pushes applied durable first
@@ -286,11 +286,10 @@ class Learner:
                 time.sleep(pause)
                 waited += pause
                 pause = min(2 * pause, 0.2)
-        with cpu_threefry.scoped():  # as jaxq.train compiles them
-            init = compile_cache.compile(jax.jit(learner.init).lower(key, hp), self.compile_cache)
-            carry = init(key, hp)
-            chunk = compile_cache.compile(jax.jit(learner.chunk).lower(carry, hp),
-                                          self.compile_cache)
+        init = compile_cache.compile(jax.jit(learner.init).lower(key, hp), self.compile_cache)
+        carry = init(key, hp)
+        chunk = compile_cache.compile(jax.jit(learner.chunk).lower(carry, hp),
+                                      self.compile_cache)
         compile_s = time.perf_counter() - t0
         if self.index == 0:
             ray.get(self.coord.set_compiled.remote())

@@ -121,7 +121,7 @@ def train_block(config_json: str, seeds: np.ndarray, leaves: dict[str, np.ndarra
     import jax
     import jax.numpy as jnp
 
-    from jaxq import compile_cache, cpu_threefry
+    from jaxq import compile_cache
     from jaxq.config import TrainConfig
     from jaxq.training import make_train
 
@@ -129,8 +129,7 @@ def train_block(config_json: str, seeds: np.ndarray, leaves: dict[str, np.ndarra
     train = make_train(config)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     hp = config.hparams().replace(**{f: jnp.asarray(v) for f, v in leaves.items()})
-    with cpu_threefry.scoped():  # as jaxq.train compiles
-        run = compile_cache.compile(jax.jit(jax.vmap(train)).lower(keys, hp), cache_dir)
+    run = compile_cache.compile(jax.jit(jax.vmap(train)).lower(keys, hp), cache_dir)
     out = run(keys, hp)
     ret = out.metrics["return_sum"][:, -1] / jnp.maximum(out.metrics["episodes"][:, -1], 1)
     return np.asarray(out.q), np.asarray(ret)
