@@ -194,31 +194,24 @@ def make_config(env_id: str, env_kwargs: dict[str, Any], num_envs: int, chunk_it
 
 class Chunk:
     """``build_learner(config).chunk`` compiled ahead of time as ``jaxq.train`` compiles
-    it (``jax.jit(chunk, donate_argnums=0)``, lowered inside ``cpu_threefry.scoped``),
+    it (``jax.jit(chunk, donate_argnums=0)``),
     with its carry: one call runs one chunk and waits for it. ``compile_s``: building,
     lowering and compiling init and chunk."""
 
     def __init__(self, config):
-        import contextlib
-
         import jax
 
         from jaxq.training import build_learner
 
-        try:
-            from jaxq.cpu_threefry import scoped
-        except ImportError:  # the lowering choice is an XLA:CPU detail; GPUs never see it
-            scoped = contextlib.nullcontext
         t0 = time.perf_counter()
         self.config = config
         self.learner = build_learner(config)
         self.hp, self.ep = config.hparams(), self.learner.params
         key = jax.random.key(config.seed)
-        with scoped():
-            carry = jax.jit(self.learner.init).lower(key, self.hp, self.ep).compile()(
-                key, self.hp, self.ep)
-            self.compiled = jax.jit(self.learner.chunk, donate_argnums=0).lower(
-                carry, self.hp, self.ep).compile()
+        carry = jax.jit(self.learner.init).lower(key, self.hp, self.ep).compile()(
+            key, self.hp, self.ep)
+        self.compiled = jax.jit(self.learner.chunk, donate_argnums=0).lower(
+            carry, self.hp, self.ep).compile()
         self.carry = jax.block_until_ready(carry)
         self.compile_s = time.perf_counter() - t0
         self.steps_per_chunk = config.num_envs * config.plan()["chunk_iters"]

@@ -42,11 +42,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-# The benchmarks opt in to jaxq's CPU threefry lowering (jaxq/cpu_threefry.py; the library
-# leaves JAX's own by default) unless the caller chose one: every figure they write is
-# labelled with the lowering it ran under.
-os.environ.setdefault("JAXQ_CPU_THREEFRY", "auto")
-
 from jaxq.bench import (  # noqa: F401 - re-exported: one definition, jaxq bench's
     EPSILON,
     GAMMA,

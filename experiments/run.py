@@ -19,7 +19,7 @@ config, the device, the jax and jaxlib versions and every figure, an archived
                     the classic loop, on FrozenLake, Taxi and 64-1024 mazes
                     (``time_to_solution.py``)
   env_throughput    environment-only steps/s for every environment (``env_throughput.py``)
-  cpu_threefry      the threefry lowerings on XLA:CPU, paired (``cpu_threefry.py``)
+  cpu_threefry      jaxq's random words vs jax.random.bits on XLA:CPU, paired (``cpu_threefry.py``)
   scaling           devices x strategies: steps/s, time to solution, staleness (``scaling.py``)
   sweeps            seeds x lrs x epsilons as one vmapped call: learners/s (``sweeps.py``)
   convergence       max|Q - Q*| and greedy success vs env steps and wall-clock, per rule

@@ -17,15 +17,16 @@ constant lr 0.1 and epsilon 0.1, no evaluation), for N = 1, 4, 16, ... up to
     (``compiled.as_text()``) of the chunk's step (the computations reachable from the
     body of the chunk's top-level ``while`` loop, fusions included; the whole module when
     XLA removed the loop), divided by the ``xor`` instructions of one threefry2x32
-    evaluation: the optimized HLO of ``jax.random.bits(key, (N,), uint32)`` compiled
-    with the same threefry lowering. Every xor of a jaxq step comes from threefry
+    evaluation: the optimized HLO of jaxq's words ``jaxq.prng.bits(key, (N,))`` (the
+    unrolled threefry). Every xor of a jaxq step on a tabular env comes from threefry
     (its 20 rounds and key schedule), so the ratio counts the threefry evaluations XLA
     emits per step, duplicates included: a fusion that recomputes the random words
     counts as another evaluation. It is a static count of the program text, not of
-    executions (a rolled threefry loop counts once, in both numerator and denominator),
-    and may be fractional: XLA may duplicate part of an evaluation into a consumer, or
-    share a key schedule between evaluations. (FrozenLake 8x8 Q-learning, XLA:CPU:
-    130 / 23 = 5.7 with the default ``auto`` lowering, 28 / 10 = 2.8 with ``rolled``.)
+    executions, and may be fractional: XLA may duplicate part of an evaluation into a
+    consumer, or share a key schedule between evaluations. (FrozenLake 8x8 Q-learning,
+    XLA:CPU: 130 / 23 = 5.7 at N = 262,144, measured 2026-12-02 with the same unrolled
+    words.) Environments that draw their own randomness with ``jax.random`` (gymnax's)
+    keep JAX's lowering, a rolled loop on CPU, whose xors count once.
   - *bytes accessed per env step*: XLA's cost analysis (``compiled.cost_analysis()
     ["bytes accessed"]``) of the chunk program, whose loop body it counts once, divided by
     N: an estimate of the memory traffic of one env step, to compare with the device's
@@ -278,27 +279,21 @@ def count_xors(text: str, step_only: bool = False) -> int:
     return sum(len(_XOR.findall(line)) for c in names for line in comps[c])
 
 
-_XOR_PER_THREEFRY: dict[tuple[str | None, str, int], int] = {}
+_XOR_PER_THREEFRY: dict[tuple[str, int], int] = {}
 
 
-def xors_per_threefry(num_words: int, threefry: str | None = None) -> int:
-    """``xor`` instructions in the optimized HLO of one threefry2x32 evaluation: one
-    ``jax.random.bits(key, (num_words,), uint32)`` compiled with the CPU threefry
-    lowering ``threefry`` (as ``CompiledChunk`` compiles), cached per lowering, backend
-    and size."""
+def xors_per_threefry(num_words: int) -> int:
+    """``xor`` instructions in the optimized HLO of one threefry2x32 evaluation: jaxq's
+    own words, ``jaxq.prng.bits(key, (num_words,))`` (the unrolled threefry every jaxq
+    step draws its words with), compiled on this backend; cached per backend and size."""
     import jax
-    import jax.numpy as jnp
 
-    from jaxq import cpu_threefry
+    from jaxq import prng
 
-    k = (threefry if threefry is not None else cpu_threefry.choice_from_env(),
-         jax.default_backend(), int(num_words))
+    k = (jax.default_backend(), int(num_words))
     if k not in _XOR_PER_THREEFRY:
-        def bits(key):
-            return jax.random.bits(key, (int(num_words),), jnp.uint32)
-
-        with cpu_threefry.scoped(threefry):
-            text = jax.jit(bits).lower(jax.random.key(0)).compile().as_text()
+        text = jax.jit(lambda key: prng.bits(key, (int(num_words),))).lower(
+            jax.random.key(0)).compile().as_text()
         _XOR_PER_THREEFRY[k] = count_xors(text)
     return _XOR_PER_THREEFRY[k]
 
@@ -326,29 +321,25 @@ class CompiledChunk:
 
     Compiled as ``jaxq.train`` compiles it (``donate_argnums=0``; ``compile_s`` is the
     build + lowering + compile time of init and chunk, or + loading them from
-    ``compile_cache``). ``threefry``: the CPU threefry
-    lowering it is compiled with (default: as ``jaxq.train`` picks it,
-    ``jaxq.cpu_threefry.scoped``)."""
+    ``compile_cache``)."""
 
-    def __init__(self, config, threefry: str | None = None, compile_cache: str | None = None):
+    def __init__(self, config, compile_cache: str | None = None):
         import jax
 
-        from jaxq import compile_cache as cache_lib, cpu_threefry, training
+        from jaxq import compile_cache as cache_lib, training
 
         t0 = time.perf_counter()
         self.learner = training.build_learner(config)
         self.config = config
-        self.threefry = threefry
         self.hp = config.hparams()
         self.ep = self.learner.params
         key = jax.random.key(config.seed)
         # ``compile_cache``: a folder of jaxq's compiled programs (``jaxq.compile_cache``,
         # as ``jaxq train`` keeps one): a second build with the same shapes loads them
-        with cpu_threefry.scoped(threefry):
-            carry = cache_lib.compile(jax.jit(self.learner.init).lower(key, self.hp, self.ep),
-                                      compile_cache)(key, self.hp, self.ep)
-            self.compiled = cache_lib.compile(jax.jit(self.learner.chunk, donate_argnums=0).lower(
-                carry, self.hp, self.ep), compile_cache)
+        carry = cache_lib.compile(jax.jit(self.learner.init).lower(key, self.hp, self.ep),
+                                  compile_cache)(key, self.hp, self.ep)
+        self.compiled = cache_lib.compile(jax.jit(self.learner.chunk, donate_argnums=0).lower(
+            carry, self.hp, self.ep), compile_cache)
         jax.block_until_ready(carry)
         self.carry = carry
         self.compile_s = time.perf_counter() - t0
@@ -382,16 +373,13 @@ class CompiledChunk:
         ``threefry_per_step`` = ``xor_ops_step / xor_per_threefry``, ``xor_ops`` in the
         whole chunk program, ``bytes_accessed`` of the chunk and ``bytes_per_env_step`` =
         that / N."""
-        from jaxq import cpu_threefry
-
         text = self.compiled.as_text()
         n = self.config.num_envs
-        per_eval = xors_per_threefry(n, self.threefry)
+        per_eval = xors_per_threefry(n)
         step = count_xors(text, step_only=True)
         ba = self.bytes_accessed()
         return {
-            "threefry_lowering": (self.threefry if self.threefry is not None
-                                  else cpu_threefry.choice_from_env()),
+            "threefry_lowering": "unrolled (jaxq.prng)",
             "xor_ops": count_xors(text),
             "xor_ops_step": step,
             "xor_per_threefry": per_eval,

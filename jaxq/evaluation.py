@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxq import prng
 from jaxq.explore import greedy, halves, mask_columns, q_columns
 from jaxq.vecenv import VecEnv, time_limit
 
@@ -94,7 +95,7 @@ def rollouts(venv: VecEnv, params, q, key, cap: int, values_fn=None) -> Evaluati
     def body(c):
         t, key, obs, state, ret, done, success, length = c
         key, k_u, k_env = jax.random.split(key, 3)
-        words = jax.random.bits(k_u, (1 + venv.num_words, n), jnp.uint32)
+        words = prng.bits(k_u, (1 + venv.num_words, n))
         cols = (q_columns(q.reshape(-1), obs, q.shape[1]) if values_fn is None
                 else values_fn(q, obs))
         if venv.has_action_mask:

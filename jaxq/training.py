@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxq import explore, strategies, targets
+from jaxq import explore, prng, strategies, targets
 from jaxq import tiles as tiles_lib
 from jaxq import metrics as metrics_lib
 from jaxq.config import HParams, TrainConfig
@@ -47,7 +47,6 @@ from jaxq.rules import RULES, Bootstrap
 from jaxq.targets import Window
 from jaxq.vecenv import VecEnv, time_limit
 from jaxq import compile_cache as compile_cache_lib
-from jaxq import cpu_threefry
 
 
 class Carry(NamedTuple):
@@ -273,7 +272,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         obs, env_state = venv.reset(k_env, ep)
         obs = venv.observations(obs)
         qp = qf.init(init_q)
-        u_explore, u_action = explore.halves(jax.random.bits(k_act, (N,), jnp.uint32))
+        u_explore, u_action = explore.halves(prng.bits(k_act, (N,)))
         # read from the whole (global) Q-function, outside the strategy's collectives:
         # the estimate, which is the first table's values while Double Q's two are equal
         first = lambda s: mask(qf.global_values(qp, s), s, ep)  # noqa: E731
@@ -341,7 +340,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     def draw_words(key):
         """The words of the step whose key is ``key`` (identical whatever the device
         layout): rows contiguous per use."""
-        words = jax.random.bits(jax.random.split(key, 3)[1], (width, N), jnp.uint32)
+        words = prng.bits(jax.random.split(key, 3)[1], (width, N))
         return strategy.constrain(words, P(None, strategies.AXIS))
 
     def step(c: Carry, hp: HParams, ep=None, tables=None) -> tuple[Carry, StepStats, Transition]:
@@ -519,17 +518,14 @@ def train(
     if before_run is not None:
         before_run()
     t0 = time.perf_counter()
-    with cpu_threefry.scoped():  # jaxq's own programs only (same bits, faster on CPU)
-        init_c = compile_cache_lib.compile(jax.jit(learner.init).lower(key, hp, ep),
-                                           compile_cache)
+    init_c = compile_cache_lib.compile(jax.jit(learner.init).lower(key, hp, ep), compile_cache)
     if restored is None:
         carry = init_c(key, hp, ep)
     else:  # laid out as a fresh run's carry (sharded over devices, maybe processes)
         carry = ckpt.place(restored, init_c.output_shardings)
         history = restored.history
-    with cpu_threefry.scoped():
-        chunk_c = compile_cache_lib.compile(
-            jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep), compile_cache)
+    chunk_c = compile_cache_lib.compile(
+        jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp, ep), compile_cache)
     compile_s = time.perf_counter() - t0
     start = int(jax.device_get(_chunks_done(carry)))
     end = plan["num_chunks"] if stop_after_chunks is None else min(plan["num_chunks"], start + stop_after_chunks)
