@@ -6,20 +6,22 @@ module is the other engine, for machines of different speeds, preemptible worker
 clusters: a parameter server and learners that never wait for each other.
 
 * **Shards** (``num_shards`` Ray actors) each own a contiguous range of states of the
-  Q-table (all actions, every estimate of Double Q), apply the deltas learners push in
+  Q-table (all actions, every estimate of Double Q) with its per-cell update counts, merge what learners push in
   arrival order, serve their rows and checkpoint atomically every ``checkpoint_every``
   pushes.
 * **Learners** (``num_learners`` Ray actors, one CPU slot each) each run jaxq's own
   compiled chunk (``jaxq.training.build_learner(config).chunk``, jitted once per learner:
   the same core as ``jaxq.train``, no second loop) on ``num_envs / num_learners``
   environments and a local copy of the table. After a chunk a learner pushes what it
-  learned, the cells whose value changed and by how much (Q after minus Q before), to
-  the shards owning those rows, then pulls every row and continues from the merged table.
-  With ``aggregation="mean"`` a shard divides a change to a cell by the number of
-  learners updating that cell (1 + the others whose latest push changed it too): a cell
-  all learners visit moves by their mean change, as one device averages the TD errors
-  that hit one cell in one step, and a cell one learner visits by its whole change; with
-  ``"sum"`` changes are added in full.
+  did, the cells it updated with the number of updates it applied to each and their new
+  values, to the shards owning those rows, then pulls every row and per-cell count and
+  continues from the merged table. With ``aggregation="mean"`` a shard sets a cell to
+  the count-weighted mean of its current value and the learner's, weighing the current
+  one by the updates other learners pushed there since this learner pulled (exactly the
+  learner's value where there were none: chunks that did not overlap compose as one
+  learner running them in turn); with ``"sum"`` changes are added in full. The counts
+  are the chunk's own visit counts with ``lr_schedule="visit"`` (the shards then hold
+  the run's global counts, the per-cell learning rate's n), else one per changed cell.
 * No barrier: ``max_staleness`` S only stops a learner from starting a chunk while it is
   more than S pushes ahead of the slowest running learner (S = 0 is lockstep).
 * Faults: learners and shards are restarted by Ray (``max_restarts``); a restarted

@@ -13,8 +13,10 @@ Protocol (exactly-once pushes without a barrier):
 * Once every shard acknowledged push ``k``, the learner reports it to the coordinator
   (with that chunk's metrics): the coordinator's per-learner count is the *acknowledged*
   count, each shard's its *applied* count; at the end of a run the two must be equal.
-* Deltas are additive, so applying them in any order gives the same table up to float
-  rounding: no ordering between learners is needed, only per learner.
+* A push says which updates it merges with: per cell, the count of updates the learner
+  saw when it pulled. What landed after that ran concurrently with its chunk, whatever
+  the arrival order (``Shard``), so no ordering between learners is needed, only per
+  learner.
 
 Learners and shards survive the loss of their processes; the coordinator (small, without
 JAX) and the driver do not: losing either ends the run with an error.
@@ -91,16 +93,32 @@ class Coordinator:
 
 
 class Shard:
-    """States ``[lo, hi)`` of the Q-table (every estimate: ``[T, hi - lo, A]``), applying
-    pushed deltas in arrival order, serving its rows, and checkpointing atomically
-    (``np.savez`` to a temporary file, then ``os.replace``) every ``checkpoint_every``
-    applied pushes. A shard (re)started with a checkpoint file present resumes from it.
+    """States ``[lo, hi)`` of the Q-table (every estimate: ``[T, hi - lo, A]``) and, per
+    cell, the count of updates applied to it, applying pushes in arrival order, serving
+    its rows and counts, and checkpointing atomically (``np.savez`` to a temporary file,
+    then ``os.replace``) every ``checkpoint_every`` applied pushes. A shard (re)started
+    with a checkpoint file present resumes from it.
 
-    ``aggregation="mean"``: a delta to a cell is divided by the number of learners
-    updating that cell at the time: 1 + the other learners whose latest push also changed
-    it. A cell every learner visits is moved by the learners' mean change (as one device
-    averages the TD errors that hit one cell in one step), a cell only one learner visits
-    by that learner's whole change. ``"sum"``: deltas are added in full."""
+    A push carries, for each cell its learner's chunk updated, that learner's new value
+    (and under ``sum`` its value at the pull), the number ``n`` of updates it applied
+    there and the cell's count when the learner pulled the rows its chunk started from
+    (``base``). Where no other learner updated the cell since that pull, it takes the
+    learner's value, bit for bit.
+
+    ``aggregation="mean"``: the updates other learners pushed to the cell since that pull,
+    ``m = count - base``, ran concurrently with this chunk; the cell becomes the
+    count-weighted mean of the two results, ``(m * Q + n * Q_learner) / (m + n)``, and
+    exactly ``Q_learner`` where nobody else updated it (m = 0): what one learner running
+    the same chunks one after the other computes, with no damping of a change that was
+    not concurrent with any other. Concurrent chunks of equal counts move a cell by their
+    mean change, as one device averages the TD errors that hit one cell in one step.
+    ``"sum"``: changes are added in full (additive: any order, up to float rounding).
+
+    The counts are the learners' own: with ``lr_schedule="visit"`` the chunk's visit
+    counts (batched updates per cell), which are also the per-cell learning rate's ``n``,
+    so the shards hold the run's global visit counts and learners pull them with the
+    rows; otherwise 1 per cell a chunk changed (the core's chunk exposes no per-cell
+    counts under a constant learning rate)."""
 
     def __init__(self, index: int, lo: int, hi: int, q: np.ndarray, num_learners: int,
                  checkpoint: str | None, checkpoint_every: int, aggregation: str = "mean",
@@ -109,11 +127,10 @@ class Shard:
         self.mean = aggregation == "mean"
         self.path, self.every = checkpoint, checkpoint_every
         self.q = np.array(q, np.float32)
+        self.counts = np.zeros(self.q.shape, np.int32)  # updates applied per cell
         self.last = np.zeros(num_learners, np.int64)  # applied pushes per learner
         self.cells = np.zeros(num_learners, np.int64)  # applied cell updates per learner
         self.durable = np.zeros(num_learners, np.int64)  # pushes in the checkpoint
-        # per learner and cell: the number of its last push that changed the cell (0: none)
-        self.touched = np.zeros((num_learners, self.q.size), np.int32) if self.mean else None
         self.since = 0
         self.checkpoints = 0
         self.restored = False
@@ -121,30 +138,23 @@ class Shard:
         if self.path and os.path.exists(self.path):
             with np.load(self.path) as z:
                 self.q = z["q"].astype(np.float32)
+                self.counts = z["counts"].astype(np.int32)
                 self.last, self.cells = z["last"], z["cells"]
-                if self.mean and "touched" in z:
-                    self.touched = z["touched"]
             self.durable = self.last.copy()
             self.restored = True
 
-    def push(self, learner: int, seq: int, idx: np.ndarray,
-             delta: np.ndarray) -> tuple[str, int, int]:
-        """Apply ``q.flat[idx] += delta`` (``mean``: divided per cell by the learners
-        updating it) if ``seq`` is the learner's next push. Returns (status, last applied
-        seq of this learner, last durable seq)."""
+    def push(self, learner: int, seq: int, idx: np.ndarray, value: np.ndarray,
+             n: np.ndarray, base: np.ndarray,
+             old: np.ndarray | None = None) -> tuple[str, int, int]:
+        """Apply one push (flat cells ``idx`` of this shard; see the class docstring) if
+        ``seq`` is the learner's next. Returns (status, last applied seq of this learner,
+        last durable seq)."""
         last = int(self.last[learner])
         if seq <= last:
             return "duplicate", last, int(self.durable[learner])
         if seq > last + 1:
             return "gap", last, int(self.durable[learner])
-        flat = self.q.reshape(-1)
-        if self.mean:
-            others = self.touched[:, idx] == self.last[:, None]  # in their latest push
-            others[learner] = False
-            flat[idx] += delta / (1 + others.sum(0)).astype(np.float32)
-            self.touched[learner, idx] = seq
-        else:
-            flat[idx] += delta
+        merge(self.q.reshape(-1), self.counts.reshape(-1), idx, value, n, base, old)
         self.last[learner] = seq
         self.cells[learner] += idx.size
         self.since += 1
@@ -157,13 +167,17 @@ class Shard:
     def rows(self) -> np.ndarray:
         return self.q
 
+    def pull(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows and their per-cell update counts, read together (one actor call, so
+        no push lands between them): what a learner's next chunk starts from."""
+        return self.q, self.counts
+
     def checkpoint(self) -> list[int]:
         """Write the shard atomically (a reader never sees half a file); returns the
         durable push count per learner."""
         if self.path:
             tmp = f"{self.path}.tmp.npz"
-            extra = {"touched": self.touched} if self.mean else {}
-            np.savez(tmp, q=self.q, last=self.last, cells=self.cells, **extra)
+            np.savez(tmp, q=self.q, counts=self.counts, last=self.last, cells=self.cells)
             os.replace(tmp, self.path)
             self.durable = self.last.copy()
             self.checkpoints += 1
@@ -173,6 +187,7 @@ class Shard:
     def stats(self) -> dict[str, Any]:
         return {"shard": self.index, "rows": [self.lo, self.hi],
                 "applied": self.last.tolist(), "applied_cells": self.cells.tolist(),
+                "updates": int(self.counts.sum(dtype=np.int64)),
                 "checkpoints": self.checkpoints, "restored_from_checkpoint": self.restored,
                 "pid": os.getpid()}
 
@@ -180,11 +195,53 @@ class Shard:
         return os.getpid()
 
 
+def merge(q: np.ndarray, counts: np.ndarray, idx: np.ndarray, value: np.ndarray,
+          n: np.ndarray, base: np.ndarray, old: np.ndarray | None) -> None:
+    """One push into flat ``q`` and ``counts`` in place (``Shard``'s rule). ``value`` is
+    the learner's new value of each cell, ``m = counts - base`` the updates others applied
+    since the learner pulled (clamped at 0: after a shard restored an older checkpoint its
+    counts may trail what the learner saw). Where m = 0 the cell is set to ``value``
+    exactly (nothing else changed it since the pull). Elsewhere ``mean`` (``old`` None)
+    takes ``(m * q + n * value) / (m + n)``, ``sum`` adds the change ``value - old``."""
+    m = np.maximum(counts[idx].astype(np.int64) - base, 0)
+    cur = q[idx]
+    if old is None:
+        w = n / np.maximum(m + n, 1)  # float64: exact for counts below 2^53
+        merged = cur + w * (value.astype(np.float64) - cur)
+    else:
+        merged = cur + (value - old)
+    q[idx] = np.where(m == 0, value, merged)
+    counts[idx] += n.astype(counts.dtype)
+
+
+def make_push(bounds: list[int], q0: np.ndarray, q1: np.ndarray, c0: np.ndarray,
+              c1: np.ndarray | None, mean: bool) -> list[tuple[np.ndarray, ...]]:
+    """One chunk's push, split by the shards owning states ``bounds[p]:bounds[p + 1]``:
+    per shard ``(idx, value, n, base)`` (``sum``: and ``old``) as ``Shard.push`` takes them. ``q0``/``c0``: the
+    ``[T, S, A]`` rows and counts pulled before the chunk; ``q1``: the rows after it;
+    ``c1``: the chunk's visit counts after it (started from ``c0``), or None where the
+    table has none (then a cell counts one update where its value changed)."""
+    T, S, A = q0.shape
+    flat = lambda x: x.reshape(T, S * A)  # noqa: E731
+    q0f, q1f, c0f = flat(q0), flat(q1), flat(c0)
+    n_all = (flat(c1) - c0f) if c1 is not None else (q1f != q0f).astype(np.int32)
+    parts = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        cols = slice(lo * A, hi * A)
+        n = n_all[:, cols].reshape(-1)
+        idx = np.flatnonzero(n).astype(np.int32)
+        new, old = q1f[:, cols].reshape(-1)[idx], q0f[:, cols].reshape(-1)[idx]
+        parts.append((idx, new, n[idx].astype(np.int32), c0f[:, cols].reshape(-1)[idx])
+                     + (() if mean else (old,)))
+    return parts
+
+
 class Learner:
     """One learner: jaxq's compiled chunk (``build_learner(config).chunk``, jitted once)
-    on a local copy of the table, pushing each chunk's parameter delta (the cells that
-    changed, Q after minus Q before) to the shards that own the rows and pulling every
-    row back before the next chunk."""
+    on a local copy of the table, pushing what each chunk did (the cells it updated, how
+    many updates it applied to each, and their new values or changes: ``make_push``) to
+    the shards that own the rows, and pulling every row and count back before the next
+    chunk."""
 
     def __init__(self, index: int, config_json: str, num_learners: int, seed: int,
                  bounds: list[int], run_id: str,
@@ -206,29 +263,29 @@ class Learner:
         self.q_star, self.fault = q_star, fault or {}
         self.compile_cache = compile_cache
         self.created = time.time()
-        self.buffer: list[list[tuple[int, np.ndarray, np.ndarray]]] = [[] for _ in self.shards]
+        self.mean = self.config.aggregation == "mean"
+        self.buffer: list[list[tuple[int, tuple]]] = [[] for _ in self.shards]
 
     # ---- the parts of one chunk ---------------------------------------------------
-    def _send(self, p: int, seq: int, idx: np.ndarray, delta: np.ndarray):
-        return self.shards[p].push.remote(self.index, seq, idx, delta)
+    def _send(self, p: int, seq: int, part: tuple[np.ndarray, ...]):
+        return self.shards[p].push.remote(self.index, seq, *part)
 
-    def _push(self, seq: int, q0: np.ndarray, q1: np.ndarray) -> int:
-        """Send push ``seq`` (the changed cells, split by owner) to every shard and wait
-        for all to acknowledge it; replays buffered pushes a restarted shard lost.
-        Returns the cells sent."""
+    def _push(self, seq: int, q0: np.ndarray, q1: np.ndarray, c0: np.ndarray,
+              c1: np.ndarray | None) -> tuple[int, int]:
+        """Send push ``seq`` to every shard (per owner: the cells the chunk updated, their
+        new values under ``mean`` or changes under ``sum``, the updates applied to each
+        and its count at the pull; see ``Shard``) and wait for all to acknowledge it;
+        replays buffered pushes a restarted shard lost. ``c0``: the counts pulled with
+        ``q0``; ``c1``: the chunk's visit counts after it (None without visit counts: a
+        cell counts one update where its value changed). Returns the cells sent and the
+        bytes of the arrays sent (the payload, not Ray's framing)."""
         import ray
 
-        T, S, A = q0.shape
-        diff = (q1 - q0).reshape(T, S * A)
-        sent = 0
+        parts = make_push(self.bounds, q0, q1, c0, c1, self.mean)
         refs = []
-        for p, (lo, hi) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            part = diff[:, lo * A:hi * A].reshape(-1)
-            idx = np.flatnonzero(part).astype(np.int32)
-            delta = part[idx]
-            sent += idx.size
-            self.buffer[p].append((seq, idx, delta))
-            refs.append(self._send(p, seq, idx, delta))
+        for p, part in enumerate(parts):
+            self.buffer[p].append((seq, part))
+            refs.append(self._send(p, seq, part))
         for p, ref in enumerate(refs):
             status, last, durable = ray.get(ref)
             if status == "gap":  # the shard restarted from an older checkpoint: replay
@@ -238,10 +295,19 @@ class Learner:
                         f"shard {p} restarted at push {last} of learner {self.index}, but "
                         f"pushes {last + 1}..{seq} are no longer buffered (lost with an "
                         "earlier restart of this learner); the run cannot be exact")
-                for s, idx, delta in replay:
-                    status, last, durable = ray.get(self._send(p, s, idx, delta))
+                for s, part in replay:
+                    status, last, durable = ray.get(self._send(p, s, part))
             self.buffer[p] = [b for b in self.buffer[p] if b[0] > durable]
-        return sent
+        return (sum(part[0].size for part in parts),
+                sum(a.nbytes for part in parts for a in part))
+
+    def _pull(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every shard's rows and per-cell counts, as ``[T, S, A]`` tables."""
+        import ray
+
+        parts = ray.get([s.pull.remote() for s in self.shards])
+        return (np.concatenate([q for q, _ in parts], axis=1),
+                np.concatenate([c for _, c in parts], axis=1))
 
     def _wait_turn(self, done: int) -> tuple[int, float]:
         """Block while this learner is more than ``max_staleness`` pushes ahead of the
@@ -297,24 +363,32 @@ class Learner:
             carry = carry._replace(t=jnp.int32(start * plan["chunk_iters"]),
                                    chunk=jnp.int32(start))
         run_s = wait_s = push_s = pull_s = 0.0
-        leads, missed, cells = [], [], []
+        pull_bytes = 0
+        leads, missed, cells, sent_bytes = [], [], [], []
         for k in range(start, plan["num_chunks"]):
             lead, waited = self._wait_turn(k)
             wait_s += waited
             t1 = time.perf_counter()
-            q0 = np.concatenate(ray.get([s.rows.remote() for s in self.shards]), axis=1)
+            q0, c0 = self._pull()
+            pull_bytes = q0.nbytes + c0.nbytes
             before = int(ray.get(self.coord.total.remote()))
-            carry = carry._replace(qf=carry.qf._replace(q=jnp.asarray(q0)))
+            qf = carry.qf._replace(q=jnp.asarray(q0))
+            if qf.visits is not None:  # the run's visit counts: each cell's learning rate
+                qf = qf._replace(visits=jnp.asarray(c0, qf.visits.dtype))
+            carry = carry._replace(qf=qf)
             pull_s += time.perf_counter() - t1
             t1 = time.perf_counter()
             carry, raw = chunk(carry, hp)
             q1 = np.asarray(carry.qf.q)
+            c1 = None if carry.qf.visits is None else np.asarray(carry.qf.visits)
             raw = {n: float(v) for n, v in jax.device_get(raw).items()}
             run_s += time.perf_counter() - t1
             if self.fault.get("die_at_chunk") == k + 1 and not start:
                 os._exit(1)  # an injected fault: the process dies mid-run
             t1 = time.perf_counter()
-            cells.append(self._push(k + 1, q0, q1))
+            n_cells, n_bytes = self._push(k + 1, q0, q1, c0, c1)
+            cells.append(n_cells)
+            sent_bytes.append(n_bytes)
             push_s += time.perf_counter() - t1
             after = int(ray.get(self.coord.total.remote()))
             missed.append(after - before)
@@ -331,4 +405,6 @@ class Learner:
                 "missed_max": max(missed, default=0),
                 "missed_mean": float(np.mean(missed)) if missed else 0.0,
                 "cells_per_push": float(np.mean(cells)) if cells else 0.0,
+                "push_bytes": float(np.mean(sent_bytes)) if sent_bytes else 0.0,
+                "pull_bytes": pull_bytes, "chunks": plan["num_chunks"] - start,
                 "pid": os.getpid()}
