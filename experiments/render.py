@@ -37,6 +37,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "scaling": ("scaling", "scaling"),
     "sweeps": ("sweeps", "sweeps"),
     "convergence": ("convergence", "convergence"),
+    "ray_async": ("ray_async", "ray_async"),
     "sutton_barto": ("sutton_barto", __name__),
 }
 

@@ -82,13 +82,14 @@ SPECS: dict[str, Spec] = {
     "scaling": Spec("scaling", profile="none"),
     "sweeps": Spec("sweeps", ("--full",)),
     "convergence": Spec("convergence", ("--full",)),
+    "ray_async": Spec("ray_async", profile="none"),  # learners run in Ray worker processes
     # Sutton & Barto's Figure 6.5 averaged 10,000 runs
     "sutton_barto": Spec("sutton_barto", ("--seeds", "10000"),
                          out_is_dir=True, writes_markdown=False),
 }
 # `all`: scaling first (its parent process must hold no accelerator)
 ALL = ["scaling", "throughput", "bench", "time_to_solution", "env_throughput", "cpu_threefry",
-       "sweeps", "convergence", "sutton_barto"]
+       "sweeps", "convergence", "ray_async", "sutton_barto"]
 CHOICES = list(SPECS) + ["all", "render"]
 
 
