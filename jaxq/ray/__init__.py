@@ -60,7 +60,7 @@ MAX_CELLS = 2**26
 _ADDRESS = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(\d{1,5})$")
 
 __all__ = ["train", "sweep", "RayTrainResult", "SweepResult", "check_address",
-           "check_options", "ray_available", "RAY_EXTRA"]
+           "check_options", "check_checkpoint_dir", "ray_available", "RAY_EXTRA"]
 
 
 def ray_available() -> bool:
@@ -103,6 +103,18 @@ def _reachable(address: str, timeout: float, name: str) -> None:
         raise ConnectionError(f"{name} {address!r}: no Ray cluster reachable at {host}:{port} "
                               f"within {timeout:g} s ({e.strerror or e}); start one with "
                               f"`ray start --head --port {port}` or pass 'local'") from None
+
+
+def check_checkpoint_dir(path: str | None, name: str = "checkpoint_dir") -> None:
+    """A ValueError naming ``name`` if ``path`` already holds shard checkpoints: a shard
+    resumes from the checkpoint it finds, so another run's would silently become this
+    run's start, and the new learners' pushes 1, 2, ... would be dropped as repeats."""
+    if path is None or not os.path.isdir(path):
+        return
+    old = sorted(n for n in os.listdir(path) if re.fullmatch(r"shard_\d+\.npz", n))
+    if old:
+        raise ValueError(f"{name} {path!r} already holds shard checkpoints of another run "
+                         f"({', '.join(old)}); pass an empty or new folder")
 
 
 def check_options(config: TrainConfig, num_learners: int, num_shards: int,
@@ -246,6 +258,7 @@ def train(config: TrainConfig, q_star=None, *, address: str | None = None,
     faults = dict(faults or {})
     if set(faults) - {"learner", "shard"}:
         raise ValueError(f"faults takes 'learner' and 'shard', got {sorted(faults)}")
+    check_checkpoint_dir(checkpoint_dir)
     ray = _require_ray()
     from jaxq import metrics as metrics_lib
     from jaxq.training import check_table, resolve_env

@@ -121,3 +121,15 @@ def test_cli_sweep_bad_grid_exits_2_before_writing(capsys, tmp_path, grid, match
     err = error(capsys, argv + [x for g in grid for x in ("--grid", g)])
     assert match in err, err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_checkpoint_dir_holding_another_runs_shards_is_refused(tmp_path):
+    """A shard resumes from the checkpoint it finds: another run's would silently become
+    this run's table and drop the new learners' first pushes as repeats."""
+    (tmp_path / "shard_1.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"checkpoint_dir .* already holds shard checkpoints "
+                                         r"of another run \(shard_1.npz\)"):
+        jray.train(CONFIG, checkpoint_dir=str(tmp_path), progress=False)
+    jray.check_checkpoint_dir(str(tmp_path / "new"))  # absent or empty: fine
+    (tmp_path / "other.txt").write_text("x")
+    jray.check_checkpoint_dir(str(tmp_path / "new"))
