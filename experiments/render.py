@@ -38,6 +38,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "sweeps": ("sweeps", "sweeps"),
     "convergence": ("convergence", "convergence"),
     "ray_async": ("ray_async", "ray_async"),
+    "function_approx": ("function_approx", "function_approx"),
     "sutton_barto": ("sutton_barto", __name__),
 }
 

@@ -24,6 +24,8 @@ config, the device, the jax and jaxlib versions and every figure, an archived
   sweeps            seeds x lrs x epsilons as one vmapped call: learners/s (``sweeps.py``)
   convergence       max|Q - Q*| and greedy success vs env steps and wall-clock, per rule
                     and N (``convergence.py``)
+  function_approx   tiles / PQN / DQN learning curves on CartPole, Acrobot, MountainCar and
+                    Breakout-MinAtar, throughput vs N, issue 11's goals (``function_approx.py``)
   sutton_barto      Sutton & Barto Examples 6.6 and 6.7 (``sutton_barto.py``)
   all               all of the above, each in its own process, then ``render``
   render            regenerate BENCHMARKS.md from the stored results (``render.py``)
@@ -83,13 +85,14 @@ SPECS: dict[str, Spec] = {
     "sweeps": Spec("sweeps", ("--full",)),
     "convergence": Spec("convergence", ("--full",)),
     "ray_async": Spec("ray_async", profile="none"),  # learners run in Ray worker processes
+    "function_approx": Spec("function_approx", ("--full",)),  # tiles / PQN / DQN curves
     # Sutton & Barto's Figure 6.5 averaged 10,000 runs
     "sutton_barto": Spec("sutton_barto", ("--seeds", "10000"),
                          out_is_dir=True, writes_markdown=False),
 }
 # `all`: scaling first (its parent process must hold no accelerator)
 ALL = ["scaling", "throughput", "bench", "time_to_solution", "env_throughput", "cpu_threefry",
-       "sweeps", "convergence", "ray_async", "sutton_barto"]
+       "sweeps", "convergence", "ray_async", "function_approx", "sutton_barto"]
 CHOICES = list(SPECS) + ["all", "render"]
 
 
