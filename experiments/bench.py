@@ -48,7 +48,7 @@ import numpy_vectorized  # noqa: E402
 from jaxq import bench as jaxq_bench  # noqa: E402
 
 EXPERIMENT = "bench"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the overhead as steps/s of jaxq.train's wall time
 DEFAULT_ENV = "FrozenLake8x8-v1"
 DEFAULT_ALGO = "q_learning"
 DEFAULT_MAX_ENVS = 262_144
@@ -104,43 +104,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure_overhead(quick: bool, seed: int, log: Log) -> dict[str, Any]:
     """What the conveniences of ``jaxq.train`` cost at their default frequencies: the
-    same run (FrozenLake8x8, N = 65,536) with everything off (5 chunks, no evaluation,
-    no progress bar, no checkpoints) and with the defaults on (50 chunks, a 1,000-episode
-    greedy evaluation every 10 chunks, the progress bar, a checkpoint every 10 chunks).
-    Run time only (compile apart). The two run in interleaved rounds (bare, defaults,
-    bare, ...), so that a machine whose speed drifts moves both sides of each round's
-    ratio; the overhead is the median over rounds."""
-    import warnings
-
+    same run (FrozenLake8x8, N = 65,536, 3,000 steps per env) with everything off (5
+    chunks, constant lr and epsilon, no evaluation, no progress bar, no checkpoints) and
+    with the defaults on (50 chunks, the lr and epsilon schedules, a 1,000-episode greedy
+    evaluation every 10 chunks, the progress bar, a checkpoint every 10 chunks), both
+    through ``jaxq.train`` and timed by ``benchlib.train_rate`` (chunk 2 to the last,
+    compile apart), in interleaved rounds (``benchlib.measure_overhead``, which
+    ``throughput.py`` also runs against its bare compiled chunk)."""
     import jaxq
 
     n = 1024 if quick else 65_536
-    base = jaxq.TrainConfig(env_id=DEFAULT_ENV, num_envs=n, total_steps=n * (40 if quick else 3_000),
-                       seed=seed)
-    bare = base.replace(eval_every=0, num_chunks=5)
-
-    def run_s(cfg, **kw):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return jaxq.train(cfg, **kw).timings["run_s"]
-
-    rounds = []
-    with tempfile.TemporaryDirectory() as d:
-        for _ in range(2 if quick else 5):
-            t_bare = run_s(bare, progress=False)
-            t_default = run_s(base, progress=not quick, checkpoint_path=os.path.join(d, "c.npz"),
-                              checkpoint_every=10)
-            rounds.append({"bare_s": t_bare, "defaults_s": t_default})
-    ratios = sorted(r["defaults_s"] / r["bare_s"] for r in rounds)
-    t_bare = benchlib.stats([r["bare_s"] for r in rounds])[0]
-    t_default = benchlib.stats([r["defaults_s"] for r in rounds])[0]
-    out = {"num_envs": n, "env_steps": base.plan()["env_steps"], "bare_s": t_bare,
-           "defaults_s": t_default, "overhead": benchlib.stats(ratios)[0] - 1.0, "rounds": rounds,
-           "defaults": {"num_chunks": base.num_chunks, "eval_every": base.eval_every,
-                        "eval_episodes": base.eval_episodes, "checkpoint_every": 10,
-                        "progress": not quick}}
-    log(f"overhead of evaluation, progress and checkpoints at N={n:,}: "
-        f"{t_bare:.2f} s -> {t_default:.2f} s ({100 * out['overhead']:+.1f}%)")
+    steps = n * (100 if quick else 3_000)
+    user = jaxq.TrainConfig(env_id=DEFAULT_ENV, num_envs=n, total_steps=steps, seed=seed)
+    bare = jaxq_bench.jaxq_config(DEFAULT_ENV, {}, DEFAULT_ALGO, n, steps // (5 * n),
+                                  num_chunks=5, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="jaxq-bare-") as d:
+        cache = os.path.join(d, "xla")
+        out = benchlib.measure_overhead(
+            user, lambda: benchlib.train_rate(bare, progress=False,
+                                              compile_cache=cache)["steps_per_s"],
+            2 if quick else 5, log, progress=not quick, checkpoint_every=10)
+    log(f"overhead of schedules, evaluation, progress and checkpoints at N={n:,}: "
+        f"{benchlib.human(out['bare_steps_per_s'])} -> {benchlib.human(out['user_steps_per_s'])}"
+        f" steps/s ({100 * out['overhead']:+.1f}%)")
     return out
 
 
@@ -326,23 +312,23 @@ def render_markdown(results: dict[str, Any]) -> str:
         if errors:
             lines.append("")
     ov = results.get("overhead")
-    if ov:
+    if ov and "ratio" in ov:
         d = ov["defaults"]
         lines += [
             "### What the conveniences cost",
             "",
-            f"`jaxq.train` at N = {ov['num_envs']:,} ({ov['env_steps']:,} env steps): "
-            f"{benchlib.seconds(ov['bare_s'])} s with nothing but the learning (5 chunks, no "
-            f"evaluation, no progress bar, no checkpoints), {benchlib.seconds(ov['defaults_s'])} s "
-            f"at the default "
-            f"frequencies ({d['num_chunks']} chunks, a {d['eval_episodes']:,}-episode greedy "
-            f"evaluation every {d['eval_every']} chunks, a checkpoint every "
-            f"{d['checkpoint_every']} chunks" + (", the progress bar" if d["progress"] else "")
-            + f"): **{100 * ov['overhead']:+.1f}%**"
-            + (f" (median over {len(ov['rounds'])} interleaved rounds; per round "
-               + ", ".join(f"{100 * (r['defaults_s'] / r['bare_s'] - 1):+.1f}%"
-                           for r in ov["rounds"]) + "; times are medians)"
-               if ov.get("rounds") else "") + ".",
+            f"`jaxq.train` at N = {ov['num_envs']:,} ({ov['env_steps']:,} env steps), timed "
+            f"from the end of its first chunk to the end of its last (compile apart): "
+            f"{bl.human(ov['bare_steps_per_s'])} steps/s with nothing but the learning (5 "
+            f"chunks, constant lr and epsilon, no evaluation, no progress bar, no checkpoints), "
+            f"{bl.human(ov['user_steps_per_s'])} at the default settings ({d['num_chunks']} "
+            f"chunks, {d['lr_schedule']} lr and {d['epsilon_schedule']} epsilon schedules, a "
+            f"{d['eval_episodes']:,}-episode greedy evaluation every {d['eval_every']} chunks, "
+            f"a checkpoint every {d['checkpoint_every']} chunks"
+            + (", the progress bar" if d["progress"] else "")
+            + f"): **{100 * ov['overhead']:+.1f}%** (median over {len(ov['rounds'])} "
+            f"interleaved rounds; per round "
+            + ", ".join(f"{100 * (1 / r['ratio'] - 1):+.1f}%" for r in ov["rounds"]) + ").",
             "",
         ]
     la = results.get("load_average") or {}

@@ -13,6 +13,8 @@ different scripts and machines read alike:
   compile time apart; ``median_time`` runs a callable ``repeats`` times (after warm-up)
   and takes the median; ``time_scaled`` also picks an iteration count so that one run
   takes about ``target_s`` (for loops whose trip count is a runtime argument).
+* ``train_rate`` / ``measure_overhead``: ``jaxq.train`` timed as its user waits for it,
+  and against the bare learning loop in interleaved rounds (``bench.py``, ``throughput.py``).
 * ``write_results``: ``<root>/results/<experiment>/results.json`` plus an archived copy
   ``<root>/results/<experiment>/<device>-<date>.json``. The root is always the caller's
   choice (``--out``; a script's own folder; else the current directory), never derived
@@ -197,6 +199,89 @@ def time_scaled(run: Callable[[int], Any], target_s: float, repeats: int = 3,
         block(run(n))
         times.append(time.perf_counter() - t0)
     return Timing(statistics.median(times), tuple(times), n)
+
+
+def train_rate(config: Any, *, progress: bool = True, checkpoint_path: str | None = None,
+               checkpoint_every: int = 0, compile_cache: str | None = None) -> dict[str, Any]:
+    """Run ``jaxq.train(config, ...)`` and time it the way its user waits for it: the wall
+    time from the end of its first chunk to the end of its last, so everything ``train``
+    does between chunks (the history, the progress bar, evaluations, checkpoints) counts,
+    while compilation, setup and the first chunk's warm-up do not. (``timings["run_s"]``,
+    what ``train`` itself reports, times the chunk calls alone; it is returned beside.)
+
+    A ``callback`` stamps the end of each chunk (it is called after the progress bar and
+    the checkpoint of that chunk; it adds one small dict per chunk). ``compile_cache``: a
+    folder of jaxq's compiled programs, so that repeated runs with the same shapes load
+    them instead of compiling (the same executable either way). Returns ``steps_per_s``
+    (env steps of chunks 2..last / that wall time; ``run_s``'s rate for a one-chunk run),
+    ``wall_s``, ``run_s``, ``compile_s``, ``env_steps`` and ``num_chunks``."""
+    import warnings
+
+    import jaxq
+
+    stamps: list[float] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # total_steps rounded up to whole chunks: expected
+        res = jaxq.train(config, progress=progress, checkpoint_path=checkpoint_path,
+                         checkpoint_every=checkpoint_every, compile_cache=compile_cache,
+                         callback=lambda chunk, row: stamps.append(time.perf_counter()))
+    plan = config.plan()
+    per_chunk = plan["chunk_iters"] * config.num_envs
+    run_s = float(res.timings["run_s"])
+    if len(stamps) >= 2:
+        wall = stamps[-1] - stamps[0]
+        rate = (len(stamps) - 1) * per_chunk / wall
+    else:
+        wall, rate = run_s, plan["env_steps"] / run_s
+    return {"steps_per_s": rate, "wall_s": wall, "run_s": run_s,
+            "compile_s": float(res.timings["compile_s"]), "env_steps": plan["env_steps"],
+            "num_chunks": plan["num_chunks"]}
+
+
+def measure_overhead(user: Any, bare: Callable[[], float], rounds: int,
+                     log: Callable[[str], None], *, progress: bool = True,
+                     checkpoint_every: int = 0) -> dict[str, Any]:
+    """What ``jaxq.train``'s conveniences cost: ``user`` (a TrainConfig, e.g. the defaults:
+    schedules, an evaluation every 10 chunks) run by ``jaxq.train`` with the progress
+    bar (and a checkpoint every ``checkpoint_every`` chunks), timed by ``train_rate``,
+    against ``bare()``, a callable that runs the bare learning loop and returns its env
+    steps/s (``experiments/bench.py``: ``jaxq.train`` with everything off;
+    ``throughput.py``: the compiled chunk of its interleaved rounds).
+
+    The two alternate (bare, user, bare, user, ...) for ``rounds`` rounds, so a machine
+    whose speed drifts over minutes moves both sides of each round's ratio; ``ratio`` is
+    the ratio of the medians over rounds, user / bare steps/s (1 = free, 0.9 = 10%
+    slower), and ``overhead`` = bare / user - 1 of the same medians (each round's own
+    ratio is kept in ``rounds``). jaxq's compiled programs are kept in a
+    temporary compile cache, so each round after the first loads them (compile time is
+    never timed either way)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    out_rounds = []
+    with tempfile.TemporaryDirectory(prefix="jaxq-overhead-") as d:
+        for i in range(rounds):
+            b = float(bare())
+            u = train_rate(user, progress=progress, compile_cache=os.path.join(d, "xla"),
+                           checkpoint_path=os.path.join(d, "c.npz") if checkpoint_every else None,
+                           checkpoint_every=checkpoint_every)
+            out_rounds.append({"bare_steps_per_s": b, "user_steps_per_s": u["steps_per_s"],
+                               "ratio": u["steps_per_s"] / b, "user": u})
+            log(f"  round {i}: bare {human(b)}, jaxq.train {human(u['steps_per_s'])} steps/s "
+                f"({u['steps_per_s'] / b:.3f})")
+    bare_med = statistics.median(r["bare_steps_per_s"] for r in out_rounds)
+    user_med = statistics.median(r["user_steps_per_s"] for r in out_rounds)
+    plan = user.plan()
+    return {
+        "num_envs": user.num_envs, "env_steps": plan["env_steps"],
+        "num_chunks": plan["num_chunks"], "chunk_iters": plan["chunk_iters"],
+        "bare_steps_per_s": bare_med, "user_steps_per_s": user_med,
+        "ratio": user_med / bare_med, "overhead": bare_med / user_med - 1.0,
+        "rounds": out_rounds,
+        "defaults": {"num_chunks": plan["num_chunks"], "eval_every": user.eval_every,
+                     "eval_episodes": user.eval_episodes, "lr_schedule": user.lr_schedule,
+                     "epsilon_schedule": user.epsilon_schedule,
+                     "checkpoint_every": checkpoint_every, "progress": progress},
+    }
 
 
 def load_average() -> float | None:

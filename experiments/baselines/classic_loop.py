@@ -4,7 +4,8 @@ Python with a NumPy ``[S, A]`` table, for comparison only (``experiments/bench.p
 
 ``gymnasium.make`` (FrozenLake-v1 ``map_name="8x8"`` with ``max_episode_steps=200``, i.e.
 FrozenLake8x8-v1's limit; Taxi-v4 for jaxq's Taxi-v3, Gymnasium 1.3 having retired v3
-while v4 with ``is_rainy=False`` has v3's dynamics), a Python loop over steps,
+while v4 with ``is_rainy=False`` has v3's dynamics; CliffWalking-v1 for jaxq's
+CliffWalking-v0 and -v1, no time limit in either), a Python loop over steps,
 epsilon-greedy with random ties (``np.flatnonzero(row == row.max())``, one uniform picks
 among them), the tabular Q-learning update. Environments without a Gymnasium twin
 (Maze-v0) run as a ``gymnasium.Env`` over jaxq's exact model (``ModelEnv``) under
@@ -32,6 +33,9 @@ def _gymnasium_id(env_id: str) -> tuple[str, dict[str, Any]] | None:
         return "FrozenLake-v1", {}
     if env_id == "Taxi-v3":  # Gymnasium 1.3 retired v3; v4 (is_rainy=False) has its dynamics
         return ("Taxi-v4" if "Taxi-v4" in gym.registry else "Taxi-v3"), {}
+    if env_id in ("CliffWalking-v0", "CliffWalking-v1"):  # same dynamics; >= 1.2 says v1
+        return ("CliffWalking-v1" if "CliffWalking-v1" in gym.registry
+                else "CliffWalking-v0"), {}
     return None
 
 
@@ -138,6 +142,21 @@ class ClassicQLearning:
             return False
         finally:
             self.s = s
+
+    def run_for(self, seconds: float, block: int = 256) -> tuple[int, float]:
+        """Steps in blocks of ``block`` until ``seconds`` of wall time have passed (at
+        least one block); returns ``(steps, elapsed_s)``. The loop's speed is per env
+        step, so a short fixed budget measures it as well as a long run does, and the
+        budget bounds a round's time whatever the environment."""
+        import time
+
+        steps, t0 = 0, time.perf_counter()
+        while True:
+            self.run(block)
+            steps += block
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                return steps, elapsed
 
 
 def measure_classic(spec: benchlib.EnvSpec, target_s: float, repeats: int, seed: int,

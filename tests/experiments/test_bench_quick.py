@@ -7,6 +7,7 @@ checker, are tested in ``test_time_to_solution_quick.py``.) Nothing here asserts
 
 import json
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def test_quick_results_schema(quick_run):
     archived = [p for p in out.glob("*.json") if p.name != "results.json"]
     assert len(archived) == 1 and archived[0].name.startswith(results["info"]["device"]["slug"])
 
-    assert stored["experiment"] == "bench" and stored["schema_version"] == 2
+    assert stored["experiment"] == "bench" and stored["schema_version"] == 3
     assert {"date_utc", "machine", "device", "versions"} <= set(stored["info"])
     cfg = stored["config"]
     assert cfg["quick"] is True and cfg["num_envs"] == [1, 16]
@@ -65,6 +66,20 @@ def test_quick_results_schema(quick_run):
     assert classic["gymnasium_id"] == "FrozenLake-v1"
     for r in recs:
         assert math.isfinite(r["steps_per_s"])
+    # the conveniences' cost: jaxq.train at its defaults vs jaxq.train bare, interleaved
+    # rounds (benchlib.measure_overhead, shared with throughput.py), ratio of the medians
+    ov = stored["overhead"]
+    assert (ov["num_envs"], ov["num_chunks"], len(ov["rounds"])) == (1024, 50, 2)
+    assert ov["defaults"]["checkpoint_every"] == 10 and ov["defaults"]["eval_every"] == 10
+    bare = statistics.median(r["bare_steps_per_s"] for r in ov["rounds"])
+    user = statistics.median(r["user_steps_per_s"] for r in ov["rounds"])
+    assert (ov["bare_steps_per_s"], ov["user_steps_per_s"]) == (bare, user)
+    assert ov["ratio"] == user / bare and ov["overhead"] == bare / user - 1
+    for r in ov["rounds"]:
+        u = r["user"]  # timed from the end of chunk 1 to the end of chunk 50
+        assert r["ratio"] == r["user_steps_per_s"] / r["bare_steps_per_s"]
+        assert u["steps_per_s"] * u["wall_s"] == pytest.approx(49 * ov["chunk_iters"] * 1024)
+        assert 0 < u["run_s"] and u["env_steps"] == 50 * ov["chunk_iters"] * 1024
     # time to solution is its own experiment now (experiments/time_to_solution.py)
     assert "time_to_solution" not in stored
     assert not any("time to solution" in line for line in logs)
@@ -82,6 +97,7 @@ def test_quick_markdown_section(quick_run):
     assert "**Classic loop**" in section and "x the classic loop" in section
     assert "jaxq / vectorized NumPy" in section
     assert "Time to solution" not in section
+    assert "### What the conveniences cost" in section and "interleaved rounds" in section
     assert "smoke test" in section
 
 
