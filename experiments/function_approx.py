@@ -17,7 +17,7 @@ overrides listed in ``RUNS`` / ``MODES`` (recorded in the results: ``overrides``
 * CartPole-v1: mlp PQN (the DeepConfig defaults, 10 seeds), mlp DQN (8 envs, lr 1e-4, a
   hard target copy every 500 gradient steps), tiles (64 envs, 8 tilings of 9^4 tiles).
 * Acrobot-v1: mlp PQN; tiles (6 dimensions: hashed into ``max_tiles`` rows).
-* MountainCar-v0: tiles (256 envs, 4M env steps); mlp PQN (a sparse-reward task that
+* MountainCar-v0: tiles (256 envs, 4,096,000 env steps); mlp PQN (a sparse-reward task that
   epsilon-greedy PQN is not expected to solve at this size: reported as measured).
 * Breakout-MinAtar: mlp PQN, a short CPU curve (``--full``: to 10M env steps, the issue's
   curve, for an accelerator; ``experiments/accelerator.py`` is a bounded-budget tabular
@@ -27,7 +27,8 @@ overrides listed in ``RUNS`` / ``MODES`` (recorded in the results: ``overrides``
 judged (``met: null``) where this run's sizes are not the goal's (``--quick``, ``--runs``):
 CartPole-v1 mlp: greedy return >= 475 over 100 episodes for >= 9 of 10 seeds within 2M env
 steps, the 10 seeds in one vmapped call in <= 60 s with compilation; MountainCar-v0 tiles:
-greedy return >= -120 over 100 episodes in <= 30 s (one seed through ``jaxq.train``, wall
+greedy return >= -120 over 100 episodes in <= 30 s (one seed through ``jaxq.train`` at the
+library's defaults for tiles on MountainCar, whose final evaluation has 1000 episodes; wall
 time of the whole call, compile included, no compilation cache); Acrobot-v1 mlp: greedy
 return >= -100 over 100 episodes (the median over seeds); Breakout-MinAtar mlp: a curve to
 10M env steps.
@@ -100,25 +101,30 @@ MODES: dict[str, dict[str, Any]] = {
     },
     "default": {
         "runs": {
-            # PQN's defaults as they are (500k env steps, 32 envs, 128 x 2 MLP, ...)
+            # PQN's defaults as they are (512k env steps, 32 envs, 128 x 2 MLP, ...)
             "CartPole-v1/pqn": (10, dict(eval_episodes=GOAL_EPISODES)),
-            "CartPole-v1/dqn": (3, dict(num_envs=8, total_steps=100_000, lr=1e-4,
+            "CartPole-v1/dqn": (2, dict(num_envs=8, total_steps=100_000, lr=1e-4,
                                         target_update_every=500,
                                         eval_episodes=GOAL_EPISODES)),
-            "CartPole-v1/tiles": (10, dict(num_envs=64, total_steps=128_000, num_chunks=10,
-                                           eval_episodes=GOAL_EPISODES)),
-            "Acrobot-v1/pqn": (5, dict(total_steps=500_000, eval_episodes=GOAL_EPISODES)),
-            "Acrobot-v1/tiles": (5, dict(num_envs=256, total_steps=2_000_000, num_chunks=10,
+            "CartPole-v1/tiles": (5, dict(num_envs=64, total_steps=128_000, num_chunks=10,
+                                          eval_episodes=GOAL_EPISODES)),
+            "Acrobot-v1/pqn": (3, dict(eval_episodes=GOAL_EPISODES)),
+            # 6 dimensions: 8 tilings of 8^6 tiles hashed into 2^20 rows (measured under
+            # load: 2 seeds x 1M env steps in 105 s with compiling, greedy -164 and -182)
+            "Acrobot-v1/tiles": (3, dict(num_envs=256, total_steps=2_048_000, num_chunks=10,
                                          eval_episodes=GOAL_EPISODES)),
-            "MountainCar-v0/tiles": (5, dict(num_envs=256, total_steps=4_000_000,
+            # tiles' MountainCar defaults (jaxq.config.DEFAULTS): 256 envs, 4,096,000 steps
+            "MountainCar-v0/tiles": (5, dict(num_envs=256, total_steps=4_096_000,
                                              num_chunks=10, eval_episodes=GOAL_EPISODES)),
-            "MountainCar-v0/pqn": (3, dict(total_steps=500_000, eval_episodes=GOAL_EPISODES)),
-            "Breakout-MinAtar/pqn": (3, dict(total_steps=500_000,
-                                             eval_episodes=GOAL_EPISODES)),
+            "MountainCar-v0/pqn": (2, dict(eval_episodes=GOAL_EPISODES)),
+            "Breakout-MinAtar/pqn": (2, dict(eval_episodes=GOAL_EPISODES)),
         },
-        "mountain_car_one_seed": dict(num_envs=256, total_steps=4_000_000, num_chunks=5,
-                                      eval_every=5, eval_episodes=GOAL_EPISODES),
-        "throughput": {"tiles": [1, 8, 64, 512, 4096], "pqn": [1, 8, 64, 512, 4096]},
+        # `jaxq train --env MountainCar-v0 --q-function tiles` with nothing else given: the
+        # library's defaults for tiles on MountainCar (set here too, so that a library
+        # without per-Q-function defaults runs the same; the rest, e.g. 1000 evaluation
+        # episodes at the end, are TrainConfig's)
+        "mountain_car_one_seed": dict(num_envs=256, total_steps=4_096_000),
+        "throughput": {"tiles": [1, 16, 256, 4096], "pqn": [1, 16, 256, 4096]},
         "throughput_overrides": {},
         "target_s": 1.0, "repeats": 3,
     },
@@ -127,7 +133,7 @@ MODES: dict[str, dict[str, Any]] = {
 # size; on 2 CPU cores ~30 minutes more)
 MODES["full"] = dict(MODES["default"], runs=dict(
     MODES["default"]["runs"],
-    **{"Breakout-MinAtar/pqn": (3, dict(total_steps=10_000_000, num_chunks=20,
+    **{"Breakout-MinAtar/pqn": (2, dict(total_steps=10_240_000, num_chunks=20,
                                         eval_episodes=GOAL_EPISODES))}))
 ALL_RUNS = list(MODES["full"]["runs"])
 # rate guesses for the first N of the throughput sweep (env steps/s at N = 1; later points
@@ -351,11 +357,12 @@ def judge_goals(records: list[dict[str, Any]], one_seed: dict[str, Any] | None
         goals.append(goal("CartPole-v1 mlp: 10 seeds in one vmapped call, s (compile "
                           "included)", None, "<=", 60.0, False, "not run"))
     else:
-        ok = (cp["seeds"] == 10 and cp["eval_episodes"] == GOAL_EPISODES
+        ok = (cp["seeds"] == 10 and cp["eval_episodes"] >= GOAL_EPISODES
               and cp["env_steps"][-1] <= 2_000_000)
+        # (more episodes than 100 only tighten the estimate)
         why = ("" if ok else f"not judged: {cp['seeds']} seeds, {cp['eval_episodes']} "
-               f"episodes, {cp['env_steps'][-1]:,} env steps (the goal: 10, {GOAL_EPISODES}, "
-               "<= 2M)")
+               f"episodes, {cp['env_steps'][-1]:,} env steps (the goal: 10, "
+               f">= {GOAL_EPISODES}, <= 2M)")
         goals.append(goal("CartPole-v1 mlp: seeds (of 10) with greedy return >= 475 within "
                           "2M env steps", cp["final_at_threshold"], ">=", 9, ok,
                           why or f"final evaluation after {cp['env_steps'][-1]:,} env steps "
@@ -371,7 +378,7 @@ def judge_goals(records: list[dict[str, Any]], one_seed: dict[str, Any] | None
         goals.append(goal("MountainCar-v0 tiles: s for that run (compile included)", None,
                           "<=", 30.0, False, "not run"))
     else:
-        ok = one_seed["eval_episodes"] == GOAL_EPISODES
+        ok = one_seed["eval_episodes"] >= GOAL_EPISODES
         note = (f"jaxq.train, {one_seed['env_steps']:,} env steps" if ok
                 else f"not judged: {one_seed['eval_episodes']} episodes")
         goals.append(goal("MountainCar-v0 tiles: greedy return (one seed)",
@@ -385,7 +392,7 @@ def judge_goals(records: list[dict[str, Any]], one_seed: dict[str, Any] | None
         goals.append(goal("Acrobot-v1 mlp: greedy return, median over seeds", None, ">=",
                           -100.0, False, "not run"))
     else:
-        ok = ac["eval_episodes"] == GOAL_EPISODES
+        ok = ac["eval_episodes"] >= GOAL_EPISODES
         goals.append(goal("Acrobot-v1 mlp: greedy return, median over seeds",
                           ac["final_median"], ">=", -100.0, ok,
                           f"{ac['seeds']} seeds, {ac['env_steps'][-1]:,} env steps each" if ok
@@ -575,8 +582,10 @@ def render_markdown(results: dict[str, Any]) -> str:
                              ["l", "r", "r", "l", "l"]), ""]
     one = results.get("mountain_car_one_seed")
     if one is not None:
-        lines += [f"MountainCar-v0's time goal: one seed through `jaxq.train` ({_overrides(one)}"
-                  f"), no compilation cache, wall time of the whole call.", ""]
+        lines += [f"MountainCar-v0's goals: one seed through `jaxq.train` ({_overrides(one)}, "
+                  f"TrainConfig's defaults otherwise), {one['env_steps']:,} env steps, greedy "
+                  f"return over {one['eval_episodes']:,} episodes at the end; no compilation "
+                  "cache, wall time of the whole call.", ""]
     tp = results["throughput"]
     if tp:
         ns = sorted({t["num_envs"] for t in tp})
