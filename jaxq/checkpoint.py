@@ -153,6 +153,14 @@ class Restored:
     history: dict
 
 
+def run_kind(config: dict) -> tuple[str, str]:
+    """``(q_function, algo)`` of a config as saved: a ``TrainConfig`` names its
+    ``q_function``; a ``DeepConfig`` (algo ``pqn``/``dqn``) has none and is a network's,
+    ``"mlp"``. A checkpoint of one kind is never resumed as another."""
+    algo = str(config.get("algo"))
+    return str(config.get("q_function", "mlp" if algo in ("pqn", "dqn") else "table")), algo
+
+
 def read(path: str, template_carry, config_json: str) -> Restored:
     """Read and check a checkpoint against ``template_carry`` (e.g. from
     ``jax.eval_shape``) and the run's config; nothing is placed on a device, so a corrupt
@@ -174,6 +182,13 @@ def read(path: str, template_carry, config_json: str) -> Restored:
         raise ValueError(f"corrupt checkpoint {path!r}: digest mismatch")
     saved_cfg = json.loads(str(arrays["config"]))
     want_cfg = json.loads(config_json)
+    saved_kind, want_kind = run_kind(saved_cfg), run_kind(want_cfg)
+    if saved_kind != want_kind:  # before the field list, which would name them all
+        raise ValueError(
+            f"checkpoint {path!r} holds a run of q_function={saved_kind[0]!r} (algo "
+            f"{saved_kind[1]!r}); this run is q_function={want_kind[0]!r} (algo "
+            f"{want_kind[1]!r}): resume it with the same q_function and algo, or start a new "
+            "run elsewhere")
     if saved_cfg != want_cfg:
         diff = sorted(k for k in set(saved_cfg) | set(want_cfg) if saved_cfg.get(k) != want_cfg.get(k))
         raise ValueError(f"checkpoint {path!r} was written by a different config (fields {diff})")

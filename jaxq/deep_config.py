@@ -34,7 +34,7 @@ from jaxq.config import _choice, _int, _real
 from jaxq.explore import EXPLORATIONS, SCHEDULES
 
 DEEP_ALGOS = ("pqn", "dqn")
-DEEP_STRATEGIES = ("single", "replicated")
+DEEP_STRATEGIES = ("single", "replicated", "async")
 DEEP_LR_SCHEDULES = ("constant", "linear")
 INT32_MAX = 2**31 - 1
 
@@ -117,9 +117,12 @@ class DeepConfig:
     target_update_every: int = 100
     tau: float = 1.0
     double_q: bool = True
-    # where it runs (PQN: replicated = gradients all-reduced over devices)
+    # where it runs (PQN: replicated = gradients all-reduced over devices; async = the
+    # same learners, while the actors act on a copy of the parameters refreshed every
+    # sync_every updates, Mnih et al. 2016)
     strategy: str = "single"
     num_devices: int | None = None
+    sync_every: int = 1
     # reporting
     num_chunks: int = 10
     eval_episodes: int = 100
@@ -162,9 +165,14 @@ class DeepConfig:
         if self.num_devices is not None:
             _int("num_devices", self.num_devices, 1)
             if self.strategy == "single":
-                raise ValueError("num_devices needs strategy 'replicated'")
+                raise ValueError("num_devices needs strategy 'replicated' or 'async'")
+        _int("sync_every", self.sync_every, 1, INT32_MAX)
+        if self.sync_every != 1 and self.strategy != "async":
+            raise ValueError(f"sync_every={self.sync_every} needs strategy 'async' (the "
+                             "actors' stale copy); other strategies act on the live "
+                             "parameters: sync_every must be 1")
         if self.algo == "dqn" and self.strategy != "single":
-            raise ValueError("strategy 'replicated' is implemented for algo 'pqn' (its "
+            raise ValueError(f"strategy {self.strategy!r} is implemented for algo 'pqn' (its "
                              "gradients are all-reduced); algo 'dqn' runs with strategy 'single'")
         if self.algo == "pqn" and self.rollout_len % self.num_minibatches:
             raise ValueError(
@@ -313,7 +321,8 @@ def host_history(config: DeepConfig, raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_train_deep(config: DeepConfig, mesh: Any = None) -> Callable[..., Any]:
-    """``make_train_pqn`` or ``make_train_dqn``, by ``config.algo``."""
+    """The pure ``train(key, hparams=None)`` of ``make_train_pqn`` or ``make_train_dqn``,
+    by ``config.algo`` (one program for the whole run: jit, vmap over seeds/hparams)."""
     if not isinstance(config, DeepConfig):
         raise TypeError(f"config must be a DeepConfig, got {type(config).__name__}")
     if config.algo == "pqn":
@@ -323,24 +332,20 @@ def make_train_deep(config: DeepConfig, mesh: Any = None) -> Callable[..., Any]:
     return make_train_dqn(config)
 
 
-def train_deep(config: DeepConfig, mesh: Any = None) -> DeepResult:
-    """Compile and run one deep training run (``key(config.seed)``), timing compilation
-    apart from running; the history as ``host_history`` reports it."""
-    import time
+def train_deep(config: DeepConfig, mesh: Any = None, *, out: str | None = None,
+               resume: bool = False, checkpoint_every: int = 0,
+               stop_after_chunks: int | None = None, progress: bool = False,
+               callback: Callable[[int, dict[str, float]], Any] | None = None,
+               compile_cache: str | None = None) -> DeepResult:
+    """Train one deep run (``key(config.seed)``) chunk by chunk (``jaxq.deep_run.run``):
+    ``checkpoint_every`` K chunks into ``out/checkpoint.npz``, ``resume=True`` continues
+    from it bit for bit; compilation timed apart from running; the history as
+    ``host_history`` reports it."""
+    from jaxq import deep_run
 
-    train = make_train_deep(config, mesh)
-    key, hp = jax.random.key(config.seed), config.hparams()
-    t0 = time.perf_counter()
-    compiled = jax.jit(train).lower(key, hp).compile()
-    compile_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    out = jax.block_until_ready(compiled(key, hp))
-    run_s = time.perf_counter() - t1
-    steps = config.plan()["env_steps"]
-    host = jax.device_get(out)
-    return DeepResult(host.params, host_history(config, host.metrics),
-                      {"compile_s": compile_s, "run_s": run_s, "steps_per_s": steps / run_s},
-                      config, host.target_params)
+    return deep_run.run(config, mesh=mesh, out=out, checkpoint_every=checkpoint_every,
+                        resume=resume, stop_after_chunks=stop_after_chunks,
+                        progress=progress, callback=callback, compile_cache=compile_cache)
 
 
 def flat_params(params: Any) -> dict[str, Any]:

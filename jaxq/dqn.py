@@ -14,10 +14,13 @@ One iteration::
 ``a*`` is ``argmax Q_target(s')`` (DQN) or ``argmax Q_online(s')`` (Double DQN). Time-outs
 bootstrap from the final observation (only ``terminated`` cuts the target).
 
-``make_train_dqn(config)`` returns a pure ``train(key, hparams=None) -> DeepOutput``: one
-``lax.scan`` over chunks of a ``lax.scan`` over iterations, jit-able and vmap-able over
-seeds and ``DeepHParams`` leaves (lr, gamma, epsilon, tau). The buffer lives in the carry,
-so a vmapped run has one buffer per seed.
+``make_dqn_learner(config)`` cuts the run into ``init(key, hp) -> carry`` and
+``chunk(carry, hp) -> (carry, metrics)`` (``jaxq.pqn.DeepLearner``), which
+``jaxq.deep_run`` drives chunk by chunk with checkpoints; ``make_train_dqn(config)``
+returns the pure ``train(key, hparams=None) -> DeepOutput``: ``init`` and one
+``lax.scan`` over the chunks, jit-able and vmap-able over seeds and ``DeepHParams``
+leaves (lr, gamma, epsilon, tau). The buffer lives in the carry, so a vmapped run has one
+buffer per seed and a checkpoint holds it.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxq import networks
-from jaxq.deep_config import DeepConfig, DeepEnv, DeepHParams, resolve_env
-from jaxq.pqn import DeepOutput
+from jaxq.deep_config import DeepConfig, DeepEnv, resolve_env
+from jaxq.pqn import DeepLearner, DeepOutput, scan_chunks
 
 
 class Replay(NamedTuple):
@@ -111,12 +114,21 @@ class _Carry(NamedTuple):
     ep_length: jax.Array
     t: jax.Array  # iterations done (N env steps each)
     updates: jax.Array  # gradient steps done
+    chunk: jax.Array  # chunks done
     key: jax.Array
+    k_eval: jax.Array  # the greedy evaluations' key (folded with the chunk number)
 
 
 def make_train_dqn(config: DeepConfig, env: DeepEnv | None = None) -> Callable[..., DeepOutput]:
     """A pure ``train(key, hparams=None) -> DeepOutput`` for DQN (see the module
-    docstring); ``env`` a pre-built ``DeepEnv``."""
+    docstring): ``make_dqn_learner``'s init and a scan over its chunks; ``env`` a
+    pre-built ``DeepEnv``."""
+    return scan_chunks(make_dqn_learner(config, env))
+
+
+def make_dqn_learner(config: DeepConfig, env: DeepEnv | None = None) -> DeepLearner:
+    """DQN as ``init``/``chunk`` (``jaxq.pqn.DeepLearner``); the replay buffer and the
+    target network are part of the carry, so a checkpoint holds them."""
     if not isinstance(config, DeepConfig):
         raise TypeError(f"config must be a DeepConfig, got {type(config).__name__}")
     if config.algo != "dqn":
@@ -136,6 +148,7 @@ def make_train_dqn(config: DeepConfig, env: DeepEnv | None = None) -> Callable[.
         return networks.make_optimizer(config, hp, num_updates)
 
     def init(key, hp) -> _Carry:
+        k_eval, key = jax.random.split(key)
         k_net, k_env, key = jax.random.split(key, 3)
         obs, env_state = jax.vmap(denv.env.reset, in_axes=(0, None))(
             jax.random.split(k_env, N), denv.params)
@@ -143,7 +156,7 @@ def make_train_dqn(config: DeepConfig, env: DeepEnv | None = None) -> Callable[.
         buffer = replay_init(config.buffer_size, jax.tree.map(lambda x: x[0], obs))
         return _Carry(params, params, optimizer(hp).init(params), buffer, env_state, obs,
                       jnp.zeros(N, jnp.float32), jnp.zeros(N, jnp.int32), jnp.int32(0),
-                      jnp.int32(0), key)
+                      jnp.int32(0), jnp.int32(0), key, k_eval)
 
     def gradient_step(hp, c: _Carry, key):
         batch = replay_sample(c.buffer, key, config.batch_size)
@@ -186,11 +199,13 @@ def make_train_dqn(config: DeepConfig, env: DeepEnv | None = None) -> Callable[.
                                lambda: (c, jnp.float32(jnp.nan)))
         return c, (stats, loss, learn)
 
-    def chunk(hp, k_eval, c: _Carry, i):
+    def chunk(c: _Carry, hp):
         c, ((episodes, ret, length), loss, learned) = jax.lax.scan(
             lambda c, x: iteration(hp, c, x), c, None, length=plan["chunk_iters"])
+        c = c._replace(chunk=c.chunk + 1)
         ev = networks.greedy_rollouts(lambda f: network.apply(c.params, f), denv,
-                                      jax.random.fold_in(k_eval, i), config.eval_episodes, cap)
+                                      jax.random.fold_in(c.k_eval, c.chunk),
+                                      config.eval_episodes, cap)
         n_learn = jnp.sum(learned)
         mean_loss = jnp.where(n_learn > 0,
                               jnp.sum(jnp.where(learned, loss, 0.0)) / jnp.maximum(n_learn, 1),
@@ -200,12 +215,7 @@ def make_train_dqn(config: DeepConfig, env: DeepEnv | None = None) -> Callable[.
                    "eval_return": ev.mean_return, "eval_length": ev.mean_length,
                    "eval_finished": ev.finished, "gradient_steps": c.updates}
 
-    def train(key: jax.Array, hparams: DeepHParams | None = None) -> DeepOutput:
-        hp = config.hparams() if hparams is None else hparams
-        k_eval, key = jax.random.split(key)
-        c = init(key, hp)
-        c, metrics = jax.lax.scan(lambda c, i: chunk(hp, k_eval, c, i), c,
-                                  jnp.arange(1, plan["num_chunks"] + 1))
+    def output(c: _Carry, metrics) -> DeepOutput:
         return DeepOutput(c.params, c.opt_state, metrics, c.target)
 
-    return train
+    return DeepLearner(config, init, chunk, output, plan["num_chunks"])

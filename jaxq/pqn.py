@@ -8,10 +8,13 @@ One update::
     learn     num_epochs x num_minibatches steps of SGD on             optax (clip + RAdam)
               0.5 (Q(s, a) - G)^2
 
-``make_train_pqn(config)`` returns a pure ``train(key, hparams=None) -> DeepOutput``: the
-whole run is one ``lax.scan`` over chunks of a ``lax.scan`` over updates, each chunk
-ending with a greedy evaluation, so it ``jit``-s and ``vmap``-s over seeds and over the
-array leaves of ``DeepHParams`` (lr, gamma, epsilon, lambda).
+``make_pqn_learner(config)`` cuts the run into ``init(key, hp) -> carry`` and
+``chunk(carry, hp) -> (carry, metrics)`` (a ``DeepLearner``; each chunk is a ``lax.scan``
+over updates ending with a greedy evaluation), which ``jaxq.deep_run`` drives from the
+host with checkpoints between chunks. ``make_train_pqn(config)`` returns the pure
+``train(key, hparams=None) -> DeepOutput``: ``init`` and one ``lax.scan`` over the
+chunks, so it ``jit``-s and ``vmap``-s over seeds and over the array leaves of
+``DeepHParams`` (lr, gamma, epsilon, lambda).
 
 A minibatch is ``K / num_minibatches`` time steps (a random subset, fresh every epoch) of
 *every* environment. That is the split that makes strategy ``replicated`` exact: the
@@ -22,6 +25,12 @@ each applies to its identical copy of the parameters (the synchronous parameter 
 without a server). All randomness is drawn for all N envs from keys every device holds
 and sliced per device, so one device and D devices run the same experiment, equal up
 to the order of float sums.
+
+Strategy ``async`` (Mnih et al. 2016's bounded staleness) is ``replicated`` whose actors
+act on a copy of the parameters refreshed every ``sync_every`` updates (at most
+``sync_every - 1`` updates old), while the learners compute targets and gradients with,
+and update, the live parameters. The copy is part of the carry; ``sync_every = 1`` is
+``replicated``.
 """
 
 from __future__ import annotations
@@ -92,15 +101,54 @@ def q_lambda_targets(rewards: jax.Array, terminated: jax.Array, done: jax.Array,
     return g
 
 
+class DeepLearner(NamedTuple):
+    """A deep run cut into compiled chunks, the shape ``jaxq.deep_run`` drives from the
+    host (checkpoints between chunks) and ``make_train_pqn``/``make_train_dqn`` scan over
+    in one pure function:
+
+    ``init(key, hparams) -> carry``; ``chunk(carry, hparams) -> (carry, metrics)`` (one
+    chunk's metrics, scalars); ``output(carry, metrics) -> DeepOutput``. The carry holds
+    everything the run needs to continue (parameters, optimizer state, the actors' stale
+    copy, DQN's target network and replay buffer, env states, keys, counters), so a
+    carry saved after any chunk and loaded again continues bit for bit. On a mesh the
+    carry is global: per-env leaves sharded over the devices along their first axis,
+    the rest replicated, so its shapes do not depend on the device count."""
+
+    config: DeepConfig
+    init: Callable[[jax.Array, DeepHParams], Any]
+    chunk: Callable[[Any, DeepHParams], tuple[Any, dict[str, jax.Array]]]
+    output: Callable[[Any, dict[str, jax.Array]], DeepOutput]
+    num_chunks: int
+    mesh: Mesh | None = None
+
+
+def scan_chunks(learner: DeepLearner) -> Callable[..., DeepOutput]:
+    """The pure ``train(key, hparams=None)``: ``init`` then a ``lax.scan`` of every chunk
+    (one program: ``jit``-s and ``vmap``-s over seeds and hparams)."""
+    config = learner.config
+
+    def train(key: jax.Array, hparams: DeepHParams | None = None) -> DeepOutput:
+        hp = config.hparams() if hparams is None else hparams
+        c = learner.init(key, hp)
+        c, metrics = jax.lax.scan(lambda c, _: learner.chunk(c, hp), c, None,
+                                  length=learner.num_chunks)
+        return learner.output(c, metrics)
+
+    return train
+
+
 class _Carry(NamedTuple):
     params: Any
     opt_state: Any
+    actor: Any  # strategy "async": the parameters the actors act on (else None)
     env_state: Any
     obs: Any
     ep_return: jax.Array
     ep_length: jax.Array
     t: jax.Array  # env-step iterations done (the exploration schedules' clock)
+    chunk: jax.Array  # chunks done
     key: jax.Array
+    k_eval: jax.Array  # the greedy evaluations' key (folded with the chunk number)
 
 
 def _devices(config: DeepConfig, mesh: Mesh | None) -> Mesh | None:
@@ -132,8 +180,15 @@ def env_slicer(num_devices: int, per_device: int) -> Callable[[Any], Any]:
 def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
                    env: DeepEnv | None = None) -> Callable[..., DeepOutput]:
     """A pure ``train(key, hparams=None) -> DeepOutput`` for PQN (see the module
-    docstring). ``mesh`` overrides the devices of strategy ``replicated`` (default:
+    docstring): ``make_pqn_learner``'s init and a scan over its chunks. ``mesh``
+    overrides the devices of strategies ``replicated``/``async`` (default:
     ``config.num_devices`` of ``jax.devices()``); ``env`` a pre-built ``DeepEnv``."""
+    return scan_chunks(make_pqn_learner(config, mesh, env))
+
+
+def make_pqn_learner(config: DeepConfig, mesh: Mesh | None = None,
+                     env: DeepEnv | None = None) -> DeepLearner:
+    """PQN as ``init``/``chunk`` (``DeepLearner``); arguments as ``make_train_pqn``."""
     if not isinstance(config, DeepConfig):
         raise TypeError(f"config must be a DeepConfig, got {type(config).__name__}")
     if config.algo != "pqn":
@@ -149,6 +204,7 @@ def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
     behaviour = networks.behaviour_policy(config, plan["iterations"] * K)
     local = env_slicer(D, M)
     on_mesh = mesh is not None
+    stale = config.strategy == "async"
     cap = int(min(config.eval_max_steps, denv.time_limit))
     step_env = jax.vmap(denv.env.step, in_axes=(0, 0, 0, None))
     q_of = lambda p, obs: network.apply(p, denv.features(obs))  # noqa: E731
@@ -157,17 +213,19 @@ def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
         return networks.make_optimizer(config, hp, plan["iterations"] * B * E)
 
     def init(key, hp) -> _Carry:
+        k_eval, key = jax.random.split(key)
         k_net, k_env, key = jax.random.split(key, 3)
         obs, env_state = jax.vmap(denv.env.reset, in_axes=(0, None))(
             local(jax.random.split(k_env, N)), denv.params)
         params = network.init(k_net, jnp.zeros((1, denv.obs_dim), jnp.float32))
-        return _Carry(params, optimizer(hp).init(params), env_state, obs,
-                      jnp.zeros(M, jnp.float32), jnp.zeros(M, jnp.int32), jnp.int32(0), key)
+        return _Carry(params, optimizer(hp).init(params), params if stale else None,
+                      env_state, obs, jnp.zeros(M, jnp.float32), jnp.zeros(M, jnp.int32),
+                      jnp.int32(0), jnp.int32(0), key, k_eval)
 
-    def env_step(hp, c: _Carry, _):
+    def env_step(hp, acting_params, c: _Carry, _):
         key, k_act, k_env = jax.random.split(c.key, 3)
         acting = behaviour.at(hp, c.t)
-        a = networks.select_actions(acting, q_of(c.params, c.obs),
+        a = networks.select_actions(acting, q_of(acting_params, c.obs),
                                     local(jax.random.bits(k_act, (N,), jnp.uint32)))
         obs, env_state, r, term, trunc, info = step_env(local(jax.random.split(k_env, N)),
                                                         c.env_state, a, denv.params)
@@ -177,8 +235,8 @@ def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
         ep_return, ep_length = c.ep_return + r, c.ep_length + 1
         stats = (jnp.sum(done, dtype=jnp.int32), jnp.sum(jnp.where(done, ep_return, 0.0)),
                  jnp.sum(jnp.where(done, ep_length, 0).astype(jnp.float32)))
-        c = _Carry(c.params, c.opt_state, env_state, obs, jnp.where(done, 0.0, ep_return),
-                   jnp.where(done, 0, ep_length), c.t + 1, key)
+        c = c._replace(env_state=env_state, obs=obs, ep_return=jnp.where(done, 0.0, ep_return),
+                       ep_length=jnp.where(done, 0, ep_length), t=c.t + 1, key=key)
         return c, (roll, stats)
 
     def learn(params, opt_state, roll: Rollout, g, key, tx):
@@ -205,7 +263,13 @@ def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
         return params, opt_state, jnp.mean(losses)
 
     def update(hp, c: _Carry, _):
-        c, (roll, stats) = jax.lax.scan(lambda c, x: env_step(hp, c, x), c, None, length=K)
+        if stale:  # Mnih et al. 2016: the actors' copy is refreshed every sync_every updates
+            fresh = (c.t // K) % config.sync_every == 0
+            c = c._replace(actor=jax.lax.cond(fresh, lambda: c.params, lambda: c.actor))
+        acting_params = c.actor if stale else c.params
+        c, (roll, stats) = jax.lax.scan(lambda c, x: env_step(hp, acting_params, c, x), c,
+                                        None, length=K)
+        # the learner's targets and gradients use the live parameters
         v_next = jnp.max(q_of(c.params, roll.final_obs), axis=-1)  # [K, M]
         g = q_lambda_targets(roll.reward * hp.reward_scale, roll.terminated, roll.done,
                              jax.lax.stop_gradient(v_next), hp.gamma, hp.q_lambda)
@@ -215,30 +279,30 @@ def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
         stats = jax.tree.map(jnp.sum, stats)
         return c._replace(params=params, opt_state=opt_state, key=key), (stats, loss)
 
-    def chunk(hp, k_eval, c: _Carry, i):
+    def chunk(c: _Carry, hp):
         c, ((episodes, ret, length), loss) = jax.lax.scan(
             lambda c, x: update(hp, c, x), c, None, length=plan["chunk_iters"])
         episodes, ret, length = (jnp.sum(x) for x in (episodes, ret, length))
         if on_mesh:
             episodes, ret, length = jax.lax.psum((episodes, ret, length), AXIS)
+        c = c._replace(chunk=c.chunk + 1)
         ev = networks.greedy_rollouts(lambda f: network.apply(c.params, f), denv,
-                                      jax.random.fold_in(k_eval, i), config.eval_episodes, cap)
+                                      jax.random.fold_in(c.k_eval, c.chunk),
+                                      config.eval_episodes, cap)
         return c, {"episodes": episodes, "return_sum": ret, "length_sum": length,
                    "loss": jnp.mean(loss), "eval_return": ev.mean_return,
                    "eval_length": ev.mean_length, "eval_finished": ev.finished}
 
-    def run(key, hp) -> DeepOutput:
-        k_eval, key = jax.random.split(key)
-        c = init(key, hp)
-        c, metrics = jax.lax.scan(lambda c, i: chunk(hp, k_eval, c, i), c,
-                                  jnp.arange(1, plan["num_chunks"] + 1))
+    if on_mesh:
+        # per-env leaves split over the devices (global [N, ...]), the rest replicated
+        spec = _Carry(P(), P(), P() if stale else None, P(AXIS), P(AXIS), P(AXIS), P(AXIS),
+                      P(), P(), P(), P())
+        init = jax.shard_map(init, mesh=mesh, in_specs=(P(), P()), out_specs=spec,
+                             check_vma=False)
+        chunk = jax.shard_map(chunk, mesh=mesh, in_specs=(spec, P()), out_specs=(spec, P()),
+                              check_vma=False)
+
+    def output(c: _Carry, metrics) -> DeepOutput:
         return DeepOutput(c.params, c.opt_state, metrics)
 
-    if on_mesh:
-        run = jax.shard_map(run, mesh=mesh, in_specs=(P(), P()), out_specs=P(),
-                            check_vma=False)
-
-    def train(key: jax.Array, hparams: DeepHParams | None = None) -> DeepOutput:
-        return run(key, config.hparams() if hparams is None else hparams)
-
-    return train
+    return DeepLearner(config, init, chunk, output, plan["num_chunks"], mesh)
