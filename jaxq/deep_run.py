@@ -57,6 +57,14 @@ def make_learner(config: DeepConfig, mesh: Any = None) -> DeepLearner:
     return make_dqn_learner(config)
 
 
+def _host(x) -> np.ndarray:
+    """A (possibly process-spanning) array as NumPy: a replicated one from this process's
+    own copy (no collective), a sharded one gathered (``jaxq.checkpoint.to_host``)."""
+    if getattr(x, "is_fully_replicated", False):
+        return np.asarray(x.addressable_shards[0].data)
+    return ckpt.to_host(x)
+
+
 def checkpoint_path(out: str) -> str:
     """Where a run with ``out`` keeps its checkpoint."""
     return os.path.join(out, CHECKPOINT)
@@ -115,7 +123,7 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
 
     plan = config.plan()
     num_chunks = plan["num_chunks"]
-    start = int(ckpt.to_host(carry.chunk))
+    start = int(_host(carry.chunk))
     if len(raw.get("episodes", ())) != start:
         raise ValueError(f"checkpoint {path!r} is inconsistent: its carry has {start} chunks "
                          f"done, its history {len(raw.get('episodes', ()))}")
@@ -131,7 +139,7 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
     for i in range(start, end):
         t1 = time.perf_counter()
         carry, m = chunk_c(carry, hp)
-        m = {k: np.atleast_1d(np.asarray(v)) for k, v in jax.device_get(m).items()}
+        m = {k: np.atleast_1d(_host(v)) for k, v in m.items()}
         dt = time.perf_counter() - t1
         run_s += dt
         raw = m if not raw else {k: np.concatenate([raw[k], m[k]]) for k in m}
@@ -146,7 +154,7 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
         bar.close()
     steps_run = (end - start) * plan["chunk_iters"] * plan["steps_per_iteration"]
     result = learner.output(carry, raw)
-    host = lambda tree: jax.tree.map(ckpt.to_host, tree)  # noqa: E731
+    host = lambda tree: jax.tree.map(_host, tree)  # noqa: E731
     timings = {"compile_s": compile_s, "run_s": run_s,
                "steps_per_s": steps_run / run_s if run_s > 0 else float("nan")}
     return DeepResult(host(result.params), host_history(config, raw) if raw else {}, timings,
