@@ -26,6 +26,8 @@ config, the device, the jax and jaxlib versions and every figure, an archived
                     and N (``convergence.py``)
   function_approx   tiles / PQN / DQN learning curves on CartPole, Acrobot, MountainCar and
                     Breakout-MinAtar, throughput vs N, issue 11's goals (``function_approx.py``)
+  ray_async         jaxq.ray: K = 1, 2, 4 learners vs jaxq.train, convergence vs observed
+                    staleness, push cost, a network model; needs Ray (``ray_async.py``)
   sutton_barto      Sutton & Barto Examples 6.6 and 6.7 (``sutton_barto.py``)
   all               all of the above, each in its own process, then ``render``
   render            regenerate BENCHMARKS.md from the stored results (``render.py``)

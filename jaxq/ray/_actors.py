@@ -4,7 +4,7 @@ wraps them with ``ray.remote`` when a run starts, so this module never imports R
 Protocol (exactly-once pushes without a barrier):
 
 * A learner numbers its pushes 1, 2, ... (one per chunk) and sends push ``k`` to every
-  shard (an empty delta where it changed none of the shard's rows), waiting for all
+  shard (an empty push where it updated none of the shard's rows), waiting for all
   acknowledgements before pushing ``k + 1``. A shard applies a push only if it is the
   next in that learner's sequence: a repeat is acknowledged as a duplicate (a restarted
   learner redoing its last chunk), a gap is answered with the shard's last sequence
