@@ -22,8 +22,8 @@ from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
-from jaxq.config import (AGGREGATIONS, ALGOS, LEARNERS, LR_SCHEDULES, Q_FUNCTIONS, STRATEGIES,
-                          TrainConfig)
+from jaxq.config import (AGGREGATIONS, ALGOS, DEFAULTS, LEARNERS, LR_SCHEDULES, MLP_ALGOS,
+                          Q_FUNCTIONS, STRATEGIES, TrainConfig)
 from jaxq.compile_cache import ENV_VAR as COMPILE_CACHE_ENV, default_dir
 from jaxq.explore import EXPLORATIONS, SCHEDULES
 
@@ -31,8 +31,8 @@ PROG = "jaxq"
 MAX_QSTAR_CELLS = 2**22  # value iteration for Q* only below this many (s, a) cells
 CHECKPOINT = "checkpoint.npz"
 # the files of a run in --out; one of them there means the directory holds a run
-RUN_FILES = ("config.json", "q.npy", "metrics.json", "learning_curve.png", "policy.png",
-             CHECKPOINT)
+RUN_FILES = ("config.json", "q.npy", "params.npz", "metrics.json", "learning_curve.png",
+             "policy.png", CHECKPOINT)
 
 # Flags whose name is not the field's; env_kwargs is the repeated --env-kwarg.
 _RENAMED = {"env_id": "env"}
@@ -40,6 +40,7 @@ _CHOICES = {
     "algo": ALGOS, "aggregation": AGGREGATIONS, "learners": LEARNERS, "lr_schedule": LR_SCHEDULES,
     "epsilon_schedule": SCHEDULES, "temperature_schedule": SCHEDULES,
     "exploration": EXPLORATIONS, "strategy": STRATEGIES, "q_function": Q_FUNCTIONS,
+    "deep_algo": MLP_ALGOS,
 }
 _HELP = {
     "env_id": "environment id (see `jaxq envs`; gymnax ids work too)",
@@ -81,13 +82,58 @@ _HELP = {
     "low": "discretizer lower bound: a number or a JSON list per dimension",
     "high": "discretizer upper bound: a number or a JSON list per dimension",
     "q_function": "what holds the action values: table (dense [S, A]; continuous envs need "
-                  "--bins) or tiles (linear over tile coding of the observation vector in "
-                  "[--low, --high]; one-hot features on tabular envs)",
+                  "--bins), tiles (linear over tile coding of the observation vector in "
+                  "[--low, --high]; one-hot features on tabular envs) or mlp (a neural "
+                  "network on the observation vector, trained by --deep-algo; one-hot on "
+                  "tabular envs); the defaults marked 'by q-function' follow it",
     "tiles_per_dim": "tiles: tiles per dimension of each tiling, an int or a JSON list per "
                      "dimension (none: 8)",
     "num_tilings": "tiles: offset tilings, each tiling's step is lr / num-tilings (none: 8)",
     "max_tiles": "tiles: weight rows; more tiles than this are hashed into this many",
+    "deep_algo": "mlp: pqn (rollouts of every env, Q(lambda) targets, no replay buffer or "
+                 "target network) or dqn (replay buffer, target network)",
+    "width": "mlp: units per hidden layer",
+    "depth": "mlp: hidden layers (Dense -> LayerNorm -> ReLU each)",
+    "layer_norm": "mlp: LayerNorm in each hidden layer (true/false)",
+    "max_grad_norm": "mlp: gradients clipped to this global norm",
+    "reward_scale": "mlp: rewards are multiplied by this in the TD targets (returns are "
+                    "reported unscaled)",
+    "rollout_len": "mlp pqn: steps of every env per update",
+    "num_epochs": "mlp pqn: epochs of SGD over each rollout",
+    "num_minibatches": "mlp pqn: minibatches per epoch (must divide --rollout-len)",
+    "q_lambda": "mlp pqn: lambda of the Q(lambda) targets, in [0, 1]",
+    "buffer_size": "mlp dqn: replay buffer size in transitions (>= --batch-size)",
+    "batch_size": "mlp dqn: transitions per gradient step",
+    "learning_starts": "mlp dqn: env steps before the first gradient step",
+    "train_every": "mlp dqn: env-step iterations per gradient step",
+    "target_update_every": "mlp dqn: gradient steps between target-network updates",
+    "tau": "mlp dqn: target <- tau * online + (1 - tau) * target (1: a copy)",
+    "double_q": "mlp dqn: Double DQN targets (true/false)",
 }
+
+
+def _default_help(name: str, default: Any) -> str:
+    """``default: ...`` of a flag; a field DEFAULTS fills says so per Q-function (and
+    per env id where a row has one)."""
+    rows = [(key, row[name]) for key, row in DEFAULTS.items() if name in row]
+    if default is not None or not rows:
+        return f"default: {'none' if default is None else default}"
+    parts = []
+    for qf in Q_FUNCTIONS:
+        base = DEFAULTS.get((qf, None), {})
+        if name not in base:
+            continue
+        envs = [f"{env} {v}" for (q, env), v in rows if q == qf and env is not None]
+        parts.append(f"{qf} {base[name]}" + (f" ({', '.join(envs)})" if envs else ""))
+    return "default by q-function: " + ", ".join(parts)
+
+
+def _kind_of(name: str, default: Any) -> Any:
+    """A field's type as its default shows it; for a field DEFAULTS fills (None on the
+    dataclass), the type of its value there."""
+    if default is None:
+        default = next((row[name] for row in DEFAULTS.values() if name in row), None)
+    return type(default)
 
 
 class CliError(Exception):
@@ -169,7 +215,8 @@ def flagify(message: Any) -> str:
     text = str(message)
     for name, flag in sorted(_flag_names().items(), key=lambda kv: -len(kv[0])):
         tail = "" if "_" in name else r"(?=\s+must\b|\s+needs\b|=)"
-        text = re.sub(rf"(?<![\w-]){name}\b{tail}", flag, text)
+        # not a quoted value that happens to be a field's name ('double_q', an algo)
+        text = re.sub(rf"(?<![\w'-]){name}\b(?!'){tail}", flag, text)
     return text
 
 
@@ -179,13 +226,14 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if f.name == "env_kwargs":
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        t = _kind_of(f.name, default)
         kind: Callable[[str], Any] = (
-            _int_like if type(default) is int else _float_like if type(default) is float
-            else str if type(default) is str else _json_or_str)
+            _int_like if t is int else _float_like if t is float
+            else str if t is str else _json_or_str)
         parts = [_HELP.get(f.name, f.name.replace("_", " "))]
         if f.name in _CHOICES:
             parts.append("one of " + ", ".join(_CHOICES[f.name]))
-        parts.append(f"default: {'none' if default is None else default}")
+        parts.append(_default_help(f.name, default))
         metavar = {_int_like: "N", _float_like: "X", _json_or_str: "JSON"}.get(kind, "NAME")
         p.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS,
                        metavar="ID" if f.name == "env_id" else metavar, help="; ".join(parts))
@@ -383,6 +431,8 @@ def _about(config: TrainConfig, env, params, q: np.ndarray) -> dict[str, Any]:
         "num_actions": int(env.action_space(params).n),
         "time_limit": None if time_limit(params) >= 2**31 - 1 else time_limit(params),
         "q_shape": list(q.shape), "q_dtype": str(q.dtype),
+        # the values the run took from config.DEFAULTS (not given)
+        "defaults": config.defaults_applied(),
     }
 
 
@@ -443,6 +493,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from jaxq import strategies
 
+    if getattr(args, "q_function", None) == "mlp":
+        for flag, given in (("--coordinator", args.coordinator),
+                            ("--num-processes", args.num_processes),
+                            ("--process-id", args.process_id), ("--ray", args.ray)):
+            if given is not None:
+                raise CliError(f"{flag} trains a table or tiles over several processes; "
+                               "--q-function mlp runs in one process (--strategy replicated "
+                               "or async for several devices)")
     try:  # before anything starts a JAX backend (TrainConfig's env check imports gymnax,
         # which does): all processes then see the global mesh
         distributed = strategies.init_distributed(
@@ -452,6 +510,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if isinstance(args.checkpoint_every, int) and args.checkpoint_every < 0:
         raise CliError(f"--checkpoint-every must be an int >= 0, got {args.checkpoint_every}")
+    if config.q_function == "mlp":
+        return _train_mlp(args, config)
     import jaxq
 
     writer = not distributed or jax.process_index() == 0
@@ -463,6 +523,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     found = _check_out(out, args.resume, args.overwrite)
     if args.tensorboard is not None:
         _check_tensorboard(args.tensorboard)
+    if config.q_function != "table" and writer and _defaults_line(config):
+        print(_defaults_line(config), file=sys.stderr)
     ckpt = os.path.join(out, CHECKPOINT)
     resuming = args.resume and os.path.exists(ckpt)
     if args.resume and not resuming:
@@ -679,6 +741,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_network_run(args: argparse.Namespace, run_dir: str) -> int:
+    """``jaxq plot`` of a network's run (params.npz; `jaxq train --q-function mlp` or
+    `jaxq train-deep`): its learning curve from metrics.json, drawn as training drew it
+    (a network has no table for policy.png)."""
+    from jaxq import plotting
+
+    if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        raise CliError(f"RUN_DIR {run_dir!r} is not a finished run: no metrics.json")
+    if not plotting.matplotlib_available():
+        raise CliError(f"jaxq plot needs matplotlib: {plotting.PLOT_EXTRA}")
+    try:
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+        history = plotting.history_from_json(metrics["history"])
+        about = metrics["about"]
+        title = f"{about['algo']} on {about['env_id']}"
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise CliError(f"cannot read the run in RUN_DIR {run_dir!r}: "
+                       f"{type(e).__name__}: {e}") from None
+    out = run_dir if args.out is None else args.out
+    if args.out is not None:
+        _check_out(out, resume=False, overwrite=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+        plotting.save_learning_curve(os.path.join(out, "learning_curve.png"), history, title,
+                                     False)
+    except OSError as e:
+        raise CliError(f"cannot write the pictures to {out!r}: {e.strerror or e}") from None
+    print(f"wrote learning_curve.png to {out}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     """Redraw a run's pictures from its files: the learning curve from metrics.json, the
     policy from q.npy and config.json (Q* recomputed as training computed it)."""
@@ -687,6 +781,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     run_dir = args.run_dir
     if not os.path.isdir(run_dir):
         raise CliError(f"RUN_DIR {run_dir!r} is not a directory")
+    if os.path.isfile(os.path.join(run_dir, "params.npz")):
+        return _plot_network_run(args, run_dir)
     missing = [f for f in ("config.json", "metrics.json", "q.npy")
                if not os.path.isfile(os.path.join(run_dir, f))]
     if missing:
@@ -784,6 +880,129 @@ def _add_deep_flags(p: argparse.ArgumentParser) -> None:
                        help=f"default: {'none' if default is None else default}")
 
 
+def _defaults_line(config: TrainConfig) -> str:
+    """One line naming the values a run took from DEFAULTS (what it used beyond what it
+    was given); empty where it took none."""
+    applied = config.defaults_applied()
+    if not applied:
+        return ""
+    items = ", ".join(f"{_flag(k)} {json.dumps(v) if isinstance(v, bool) else v}"
+                      for k, v in applied.items())
+    return (f"{PROG}: defaults for --q-function {config.q_function} on {config.env_id}: "
+            f"{items}")
+
+
+def _write_deep_outputs(out: str, result: Any, about: dict[str, Any]) -> list[str]:
+    """params.npz (the network's parameters by name, what ``jaxq.load_policy`` reads),
+    metrics.json and, with matplotlib, learning_curve.png; the names written."""
+    import jax
+
+    from jaxq import deep_config, plotting
+
+    devices = jax.devices()
+    s = result.summary()
+    np.savez(os.path.join(out, "params.npz"), **deep_config.flat_params(result.params))
+    m = result.metrics
+    _write_json(os.path.join(out, "metrics.json"), {
+        "about": {**about, "jax": jax.__version__, "platform": devices[0].platform,
+                  "device_kind": devices[0].device_kind, "device_count": len(devices)},
+        "history": m, "summary": s, "timings": result.timings,
+        "final_evaluation": {
+            "trained": {"mean_return": float(m["eval_return"][-1]),
+                        "mean_length": float(m["eval_length"][-1]),
+                        "finished": float(m["eval_finished"][-1])},
+            "source": "the last chunk's greedy evaluation",
+            "episodes": result.config.eval_episodes}})
+    written = ["params.npz", "metrics.json"]
+    if plotting.matplotlib_available():
+        plotting.save_learning_curve(os.path.join(out, "learning_curve.png"), m,
+                                     f"{result.config.algo} on {result.config.env_id}", False)
+        written.append("learning_curve.png")
+    return written
+
+
+def _train_mlp(args: argparse.Namespace, config: TrainConfig) -> int:
+    """``jaxq train --q-function mlp``: validate (env, devices, --out, flags a network
+    does not take), write config.json (the TrainConfig, defaults filled in), train PQN or
+    DQN through ``jaxq.train``, write params.npz, metrics.json, learning_curve.png."""
+    import jaxq
+    from jaxq import deep_config
+
+    if args.tensorboard is not None:
+        _check_tensorboard(args.tensorboard)
+    try:
+        deep = config.deep_config()
+        deep_config.resolve_env(deep)
+        if deep.strategy != "single":  # the devices, before anything is written
+            from jaxq.pqn import check_split
+            from jaxq.strategies import make_mesh
+            check_split(deep, make_mesh(deep.num_devices).devices.size)
+    except (ValueError, TypeError) as e:
+        raise CliError(flagify(re.sub(r"\balgo\b", "deep_algo", str(e)))) from None
+    out = args.out
+    found = _check_out(out, args.resume, args.overwrite)
+    ckpt = os.path.join(out, CHECKPOINT)
+    resuming = args.resume and os.path.exists(ckpt)
+    if args.resume and not resuming:
+        print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
+    cache_dir = None if args.no_compile_cache else default_dir(args.compile_cache)
+    line = _defaults_line(config)
+    if line:
+        print(line, file=sys.stderr)
+
+    def start_run() -> None:
+        try:
+            os.makedirs(out, exist_ok=True)
+            if found and not resuming:  # --overwrite
+                for name in found:
+                    os.remove(os.path.join(out, name))
+                print(f"{PROG}: overwriting the run in {out} ({', '.join(found)})",
+                      file=sys.stderr)
+            if not resuming:  # a resume with other flags must not clobber the run's
+                _write_config(out, config)
+        except OSError as e:
+            raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+
+    logger = None
+    if args.tensorboard is not None:
+        from jaxq.logging_utils import TensorBoardLogger
+        logger = TensorBoardLogger(args.tensorboard)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            result = jaxq.train(
+                config, progress=not args.no_progress, before_run=start_run,
+                checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
+                checkpoint_every=args.checkpoint_every, resume=args.resume,
+                compile_cache=cache_dir, callback=logger)
+    except (ValueError, TypeError) as e:
+        raise CliError(flagify(e)) from None
+    finally:
+        if logger is not None:
+            logger.close()
+    try:
+        written = ["config.json"] + _write_deep_outputs(out, result, {
+            "q_function": "mlp", "algo": config.deep_algo, "env_id": config.env_id,
+            "env_kwargs": dict(config.env_kwargs), "defaults": config.defaults_applied()})
+    except OSError as e:
+        raise CliError(f"cannot write the outputs to --out {out!r}: {e.strerror or e}") from None
+    s, t = result.summary(), result.timings
+    print(f"{config.deep_algo} (mlp {config.depth} x {config.width}) on {config.env_id}: "
+          f"{config.num_envs} envs, greedy evaluation over {config.eval_episodes} episodes "
+          f"(cap {config.eval_max_steps} steps; the last chunk's)")
+    for name, value in (
+            ("env steps", f"{s['env_steps']:,}"), ("episodes", f"{s['episodes']:,}"),
+            ("wall time", f"{t['compile_s']:.2f} s compile + {t['run_s']:.2f} s run"),
+            ("steps/s", _fmt(t["steps_per_s"], ".3g") + " (env steps / run time)"),
+            ("greedy mean return", _fmt(s["eval_return"])),
+            ("greedy mean length", _fmt(s["eval_length"], ".1f"))):
+        print(f"  {name:<21}{value}")
+    print(f"wrote {', '.join(written)} to {out}")
+    if args.tensorboard is not None:
+        print(f"TensorBoard: tensorboard --logdir {args.tensorboard}")
+    return 0
+
+
 def cmd_train_deep(args: argparse.Namespace) -> int:
     """Validate the flags and --out, then train PQN or DQN and write config.json,
     params.npz (the network's parameters by name), metrics.json and learning_curve.png."""
@@ -826,23 +1045,9 @@ def cmd_train_deep(args: argparse.Namespace) -> int:
         result = deep_config.train_deep(config)
     except (ValueError, TypeError) as e:
         raise CliError(deep_flagify(e)) from None
-    import jax
-
-    devices = jax.devices()
     s = result.summary()
-    np.savez(os.path.join(out, "params.npz"), **deep_config.flat_params(result.params))
-    _write_json(os.path.join(out, "metrics.json"), {
-        "about": {"algo": config.algo, "env_id": config.env_id, "jax": jax.__version__,
-                  "platform": devices[0].platform, "device_kind": devices[0].device_kind,
-                  "device_count": len(devices)},
-        "history": result.metrics, "summary": s, "timings": result.timings})
-    written = ["config.json", "params.npz", "metrics.json"]
-    from jaxq import plotting
-
-    if plotting.matplotlib_available():
-        plotting.save_learning_curve(os.path.join(out, "learning_curve.png"), result.metrics,
-                                     f"{config.algo} on {config.env_id}", False)
-        written.append("learning_curve.png")
+    written = ["config.json"] + _write_deep_outputs(
+        out, result, {"algo": config.algo, "env_id": config.env_id})
     print(f"{config.algo} on {config.env_id}: {s['env_steps']:,} env steps, "
           f"{result.timings['compile_s']:.2f} s compile + {result.timings['run_s']:.2f} s run "
           f"({_fmt(result.timings['steps_per_s'], '.3g')} steps/s); greedy return "
@@ -1053,10 +1258,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "jaxq.register(id, factory), so --env can name your own environments")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", allow_abbrev=False, help="train a table and write DIR/{q.npy,...}",
-                       description="Train; write q.npy, metrics.json, config.json, "
-                                   "learning_curve.png and (grid environments) policy.png "
-                                   "to --out.")
+    t = sub.add_parser("train", allow_abbrev=False,
+                       help="train a Q-function (table, tiles or mlp) and write DIR/...",
+                       description="Train; write config.json, metrics.json, "
+                                   "learning_curve.png and q.npy (--q-function table or "
+                                   "tiles; grid environments also policy.png) or params.npz "
+                                   "(--q-function mlp) to --out.")
     _add_config_flags(t)
     t.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     t.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
@@ -1122,9 +1329,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_plot)
 
     td = sub.add_parser("train-deep", allow_abbrev=False,
-                        help="train a neural Q-function (PQN or DQN; see jaxq.DeepConfig)",
+                        help="train a neural Q-function with jaxq.DeepConfig's flags (the "
+                             "same runs as `jaxq train --q-function mlp`)",
                         description="Train PQN or DQN (--algo); write config.json, "
-                                    "params.npz, metrics.json, learning_curve.png to --out.")
+                                    "params.npz, metrics.json, learning_curve.png to --out. "
+                                    "`jaxq train --q-function mlp --deep-algo ALGO` trains "
+                                    "the same networks with TrainConfig's flags.")
     _add_deep_flags(td)
     td.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     td.add_argument("--overwrite", action="store_true", help="replace the run in --out")

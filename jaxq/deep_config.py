@@ -79,7 +79,8 @@ class DeepConfig:
     env_id: str = "CartPole-v1"
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     num_envs: int = 32
-    total_steps: int = 500_000
+    # 10 whole chunks of 25 PQN rollouts (32 envs x 64 steps): nothing rounded
+    total_steps: int = 512_000
     seed: int = 0
     # network and optimizer
     width: int = 128
@@ -280,6 +281,8 @@ class DeepResult:
     timings: dict[str, float]
     config: DeepConfig
     target_params: Any = None
+    # the TrainConfig (q_function="mlp") this run was built from by ``jaxq.train``
+    train_config: Any = None
 
     def summary(self) -> dict[str, float]:
         """The last chunk's figures and the timings."""
@@ -356,3 +359,63 @@ def flat_params(params: Any) -> dict[str, Any]:
 
     flat = traverse_util.flatten_dict(to_state_dict(params), sep="/")
     return {k: np.asarray(v) for k, v in flat.items()}
+
+
+# ---- TrainConfig(q_function="mlp"): jaxq.train's path to the networks ------------------
+
+def train_mlp(config: Any, q_star: Any = None, *, init_q: Any = None, progress: bool = True,
+              checkpoint_path: str | None = None, checkpoint_every: int = 0,
+              resume: bool = False, stop_after_chunks: int | None = None,
+              before_run: Callable[[], None] | None = None, compile_cache: str | None = None,
+              callback: Callable[[int, dict[str, float]], Any] | None = None,
+              mesh: Any = None) -> DeepResult:
+    """``jaxq.train(config)`` for ``TrainConfig(q_function="mlp")``: ``train_deep`` of
+    ``config.deep_config()``, with ``jaxq.train``'s keyword arguments meaning what they
+    mean there (progress on stderr, ``callback(chunk, row)`` after every chunk, the
+    compiled-program cache, checkpoints every ``checkpoint_every`` chunks to
+    ``checkpoint_path`` and ``resume``, ``before_run`` once everything is checked and
+    before compiling).
+
+    Returns a ``DeepResult``: ``params`` (the network's), ``metrics`` (the per-chunk
+    history; ``eval_return`` its greedy evaluations), ``summary()``, ``timings``,
+    ``config`` (the ``DeepConfig`` run) and ``train_config`` (the given config). A
+    table's arguments (``q_star``, ``init_q``) are refused, naming the argument; a
+    network's checkpoint is ``DIR/checkpoint.npz``, so ``checkpoint_path`` must be named
+    so (the CLI's is).
+    """
+    import os
+    import warnings
+
+    for name, value in (("q_star", q_star), ("init_q", init_q)):
+        if value is not None:
+            raise ValueError(f"{name} is an [S, A] table; q_function='mlp' trains a network "
+                             "and has none to track or start from")
+    if checkpoint_every and not checkpoint_path:
+        raise ValueError("checkpoint_every needs checkpoint_path")
+    out = None
+    if checkpoint_path:
+        from jaxq.deep_run import CHECKPOINT
+        if os.path.basename(checkpoint_path) != CHECKPOINT:
+            raise ValueError(f"checkpoint_path of a q_function='mlp' run must be "
+                             f"DIR/{CHECKPOINT} (the network's run directory), got "
+                             f"{checkpoint_path!r}")
+        out = os.path.dirname(checkpoint_path) or "."
+    deep = config.deep_config()
+    resolve_env(deep)  # a non-Discrete action space is refused before compiling
+    if deep.strategy != "single":  # the devices, before anything is written
+        from jaxq.pqn import check_split
+        from jaxq.strategies import make_mesh
+        check_split(deep, (make_mesh(deep.num_devices) if mesh is None else mesh).devices.size)
+    plan = deep.plan()
+    if plan["env_steps"] != deep.total_steps:
+        warnings.warn(f"total_steps={deep.total_steps} rounded up to {plan['env_steps']} env "
+                      f"steps ({plan['num_chunks']} chunks x {plan['chunk_iters']} iterations "
+                      f"x {plan['steps_per_iteration']} env steps)", stacklevel=3)
+    if before_run is not None:
+        before_run()
+    result = train_deep(deep, mesh, out=out, resume=bool(resume and out),
+                        checkpoint_every=checkpoint_every if out else 0,
+                        stop_after_chunks=stop_after_chunks, progress=progress,
+                        callback=callback, compile_cache=compile_cache)
+    result.train_config = config
+    return result

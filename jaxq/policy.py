@@ -282,7 +282,11 @@ def _deep(run_dir: str, d: dict[str, Any], ties: str, seed: int) -> GreedyPolicy
 
     cfg_path = os.path.join(run_dir, "config.json")
     try:
-        config = deep_config.DeepConfig.from_dict(d)
+        if d.get("q_function") == "mlp":  # `jaxq train --q-function mlp`: a TrainConfig
+            from jaxq.config import TrainConfig
+            config = TrainConfig.from_dict(d).deep_config()
+        else:
+            config = deep_config.DeepConfig.from_dict(d)
         denv = deep_config.resolve_env(config)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{cfg_path!r} is not a valid run config: {e}") from None
@@ -290,7 +294,7 @@ def _deep(run_dir: str, d: dict[str, Any], ties: str, seed: int) -> GreedyPolicy
     template = jax.eval_shape(network.init, jax.random.key(0),
                               jnp.zeros((denv.obs_dim,), jnp.float32))
     want = traverse_util.flatten_dict(to_state_dict(template), sep="/")
-    path = _file(run_dir, "params.npz", "`jaxq train-deep`")
+    path = _file(run_dir, "params.npz", "`jaxq train --q-function mlp` (or `train-deep`)")
     try:
         with np.load(path, allow_pickle=False) as z:
             got = {k: np.asarray(z[k]) for k in z.files}
@@ -355,6 +359,6 @@ def load_policy(run_dir: str | os.PathLike, learner: int = 0, ties: str = "rando
     d = _read_config(run_dir)
     from jaxq.deep_config import DEEP_ALGOS
 
-    if d.get("algo") in DEEP_ALGOS:
+    if d.get("algo") in DEEP_ALGOS or d.get("q_function") == "mlp":
         return _deep(run_dir, d, ties, seed)
     return _tabular(run_dir, d, learner, ties, seed)

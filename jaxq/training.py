@@ -404,7 +404,17 @@ def make_train(config: TrainConfig, q_star=None, init_q=None) -> Callable[..., T
     ``jax.jit(jax.vmap(train))(keys)`` trains one learner per key in one compiled call;
     vmap over ``HParams`` leaves (e.g. ``config.hparams().replace(lr=lrs)``) sweeps them,
     and over env params (same shapes, e.g. maps of one size) trains on many MDPs at once.
+
+    ``q_function="mlp"``: the network's pure ``train(key, hparams=None) -> DeepOutput``
+    (``make_train_deep(config.deep_config())``; ``config.hparams()`` gives its
+    ``DeepHParams``), which jit-s and vmap-s the same way; a table's ``q_star``/``init_q``
+    are refused.
     """
+    if isinstance(config, TrainConfig) and config.q_function == "mlp":
+        from jaxq.deep_config import make_train_deep
+        if q_star is not None or init_q is not None:
+            raise ValueError("q_star and init_q are [S, A] tables; q_function='mlp' has none")
+        return make_train_deep(config.deep_config())
     learner = build_learner(config, q_star, init_q=init_q)
     num_chunks = config.plan()["num_chunks"]
 
@@ -493,6 +503,12 @@ def train(
 
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if config.q_function == "mlp":  # a network: PQN or DQN, a DeepResult (deep_config.py)
+        from jaxq.deep_config import train_mlp
+        return train_mlp(config, q_star, init_q=init_q, progress=progress,
+                         checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
+                         resume=resume, stop_after_chunks=stop_after_chunks,
+                         before_run=before_run, compile_cache=compile_cache, callback=callback)
     if checkpoint_every and not checkpoint_path:
         raise ValueError("checkpoint_every needs checkpoint_path")
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:

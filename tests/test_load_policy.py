@@ -182,8 +182,11 @@ def _broken(src, dst, **files):
     ({"config.json": None}, "no config.json"),
     ({"config.json": b"{not json"}, "config.json"),
     ({"config.json": b"[1, 2]"}, "config.json.* must hold a JSON object"),
+    ({"config.json": json.dumps({"env_id": "FrozenLake-v1", "q_function": "lstm"}).encode()},
+     r"config.json.* q_function 'lstm'.*\['table', 'tiles', 'mlp'\]"),
+    # a network's config (`jaxq train --q-function mlp`) without its parameters
     ({"config.json": json.dumps({"env_id": "FrozenLake-v1", "q_function": "mlp"}).encode()},
-     r"config.json.* q_function 'mlp'.*\['table', 'tiles'\]"),
+     "params.npz.* not found"),
     ({"config.json": json.dumps({"env_id": "FrozenLake-v1", "lr": -1}).encode()},
      "config.json.* lr must be"),
     ({"q.npy": None}, "q.npy.* not found"),

@@ -89,7 +89,7 @@ def test_cartpole_tiles_learn_from_observation_vectors():
     (dict(q_function="tiles", num_tilings=0), "num_tilings must be >= 1"),
     (dict(q_function="tiles", tiles_per_dim=[4, 0]), r"tiles_per_dim\[1\] must be >= 1"),
     (dict(num_tilings=4), "num_tilings needs q_function='tiles'"),
-    (dict(q_function="mlp"), "q_function must be one of"),
+    (dict(q_function="lstm"), "q_function must be one of"),
 ])
 def test_bad_config(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
