@@ -108,6 +108,9 @@ def test_mlp_config_maps_onto_deep_config():
     assert isinstance(cfg.hparams(), DeepHParams) and float(cfg.hparams().tau) == 0.5
     with pytest.raises(ValueError, match="deep_config\\(\\) needs q_function='mlp'"):
         TrainConfig().deep_config()
+    # the strategies reach the network's run too (PQN: replicated gradients, stale actors)
+    stale = TrainConfig(**MLP, strategy="async", sync_every=4, num_devices=1).deep_config()
+    assert (stale.strategy, stale.sync_every, stale.num_devices) == ("async", 4, 1)
 
 
 def test_make_train_of_an_mlp_config_is_the_networks_pure_train():
