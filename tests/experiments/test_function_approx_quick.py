@@ -83,6 +83,14 @@ def test_goals_judged_from_the_data(quick_run):
     assert all(g["met"] is None and g["note"] for g in goals)
     cp_count = goals[0]
     assert cp_count["value"] == results["records"][0]["final_at_threshold"]
+    # MountainCar's goals come from one `jaxq train` process with the mode's flags
+    one = results["mountain_car_one_seed"]
+    assert one["command"].startswith("jaxq train --env MountainCar-v0 --q-function tiles")
+    assert "--num-envs 8 --total-steps 1024" in one["command"]
+    assert one["env_steps"] == 1024 and one["eval_episodes"] == 4
+    assert one["settings"]["q_function"] == "tiles" and one["settings"]["num_envs"] == 8
+    assert -200 <= one["eval_return"] <= -1 and one["wall_s"] > one["compile_s"] > 0
+    assert [g["value"] for g in goals[2:4]] == [one["eval_return"], one["wall_s"]]
 
 
 def _record(key, seeds, final, steps=500_000, episodes=100, compile_s=20.0, run_s=30.0):
@@ -98,8 +106,8 @@ def test_goal_judging_on_made_up_records():
     nine = _record("CartPole-v1/pqn", 10, [500.0] * 9 + [400.0])
     eight = _record("CartPole-v1/pqn", 10, [500.0] * 8 + [400.0] * 2, compile_s=40.0)
     acro = _record("Acrobot-v1/pqn", 5, [-90.0, -95.0, -99.0, -120.0, -150.0])
-    mc = {"eval_episodes": 100, "eval_return": -118.0, "wall_s": 31.0, "compile_s": 10.0,
-          "run_s": 20.0, "env_steps": 4_000_000}
+    mc = {"eval_episodes": 1000, "eval_return": -118.0, "wall_s": 31.0, "compile_s": 10.0,
+          "run_s": 20.0, "env_steps": 4_096_000, "command": "jaxq train"}
     g = {x["name"].split(":")[0] + x["op"]: x for x in fa.judge_goals([nine, acro], mc)}
     assert g["CartPole-v1 mlp>="]["value"] == 9 and g["CartPole-v1 mlp>="]["met"] is True
     assert g["CartPole-v1 mlp<="]["value"] == 50.0 and g["CartPole-v1 mlp<="]["met"] is True
