@@ -317,13 +317,6 @@ class TrainConfig:
                 raise ValueError("lr_schedule='visit' counts visits of table cells; "
                                  "q_function='tiles' takes constant, linear, exponential or "
                                  "cosine (each tiling's step is lr / num_tilings)")
-            if self.strategy == "sharded":
-                raise ValueError("strategy 'sharded' splits a table's state rows over devices; "
-                                 "q_function='tiles' runs with strategy single, replicated or "
-                                 "async")
-            if self.strategy == "replicated" and self.sync_every != 1:
-                raise ValueError("q_function='tiles' with strategy 'replicated' applies the "
-                                 "combined update every step: sync_every must be 1")
         else:
             for name in ("tiles_per_dim", "num_tilings"):
                 if getattr(self, name) is not None:

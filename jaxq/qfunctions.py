@@ -8,6 +8,7 @@ pure functions of explicit parameters::
     cols   = qf.values(params, states, which)       # Q(s, a) for every action
     v      = qf.value(params, states, actions, which)
     params = qf.apply_td(params, batch, lr, visit_power)
+    spec   = qf.td_batch(shape)                      # shapes and dtypes of a TDBatch
     q_sa   = qf.estimate(params)                     # [S, A]: evaluation, checkpoints
     cols   = qf.global_values(params, states)        # the estimate's columns, read
                                                      # outside the strategy's collectives
@@ -18,7 +19,10 @@ picks per entry). ``values`` returns *columns*: a tuple of A arrays shaped like
 measured ~15x faster than reductions over a minor axis of size A (``explore.py``);
 ``jnp.stack(cols, -1)`` is the ``[N, A]`` view. A ``TDBatch`` holds TD errors of any
 shape (one step's ``[n, N]`` window, or a buffered block ``[k, n, N]``); ``mask`` says
-which entries are real.
+which entries are real. ``td_batch(shape)`` says what one holds for this Q-function: its
+``s`` field has the states' own trailing shape and dtype (int32 indices for a table, the
+float32 observation vectors ``[*shape, d]`` a tile coder reads), so a strategy can buffer
+blocks of TD batches without knowing what a state is.
 
 ``states`` are whatever the environment observes, as the loop carries them: ``[...]``
 int32 state indices (tabular envs) or ``[..., d]`` float32 vectors (gymnax's continuous
@@ -63,6 +67,16 @@ class TDBatch(NamedTuple):
     mask: jax.Array
 
 
+def td_batch_spec(shape: tuple[int, ...], state_shape: tuple[int, ...] = (),
+                  state_dtype: Any = jnp.int32) -> TDBatch:
+    """A ``TDBatch`` of ``jax.ShapeDtypeStruct``: ``shape`` entries whose states are
+    ``state_shape``-shaped ``state_dtype`` arrays (what a Q-function's ``td_batch`` returns)."""
+    shape = tuple(int(x) for x in shape)
+    sds = jax.ShapeDtypeStruct
+    return TDBatch(sds(shape, jnp.int32), sds(shape + tuple(state_shape), state_dtype),
+                   sds(shape, jnp.int32), sds(shape, jnp.float32), sds(shape, jnp.bool_))
+
+
 class QFunction(Protocol):
     """What the training step needs from a Q-function (see the module docstring)."""
 
@@ -78,6 +92,8 @@ class QFunction(Protocol):
 
     def apply_td(self, params: Any, batch: TDBatch, lr: jax.Array,
                  visit_power: jax.Array) -> Any: ...
+
+    def td_batch(self, shape: tuple[int, ...]) -> TDBatch: ...
 
     def estimate(self, params: Any) -> jax.Array: ...
 
@@ -150,6 +166,10 @@ class DenseTable:
         back = lambda x: None if x is None else x.reshape(shape)  # noqa: E731
         return TableParams(back(q), back(visits),
                            None if scratch is None else aggregate.Scratch(*map(back, scratch)))
+
+    def td_batch(self, shape: tuple[int, ...]) -> TDBatch:
+        """A batch of ``shape`` entries: states are int32 indices, one per entry."""
+        return td_batch_spec(shape)
 
     def estimate(self, params: TableParams) -> jax.Array:
         """``[S, A]``: the table, or (QA + QB) / 2 for Double Q-learning."""

@@ -31,6 +31,11 @@ start of each chunk and a chunk's last block is applied when the chunk ends: if 
 divide the chunk's steps, that block is shorter (less stale), and a k larger than a chunk
 means one block per chunk. No TD error a step computes is ever dropped.
 
+A store holds rows of cells: a Q-table's rows are states, a linear Q-function's
+(``tiles.TileCodedQ``) are tiles, so every strategy serves both. The ``sync_every`` buffer
+is shaped by the Q-function's ``td_batch`` (a table buffers state indices, a tile coder
+observation vectors) and refuses a batch of any other shape or dtype.
+
 All of it runs inside ``jax.shard_map`` over a one-axis mesh (axis ``"d"``) of every
 device JAX sees by default, including every process's devices after
 ``jax.distributed.initialize`` (see ``init_distributed``).
@@ -207,7 +212,8 @@ class ShardedTable(ReplicatedTable):
         return tuple(self._ask(t, s, answer))
 
     def value(self, q, t, s, a):
-        all_a = jax.lax.all_gather(jnp.ravel(a), AXIS, tiled=True)
+        # one action per request: a tile coder asks [num_tilings, *batch] rows per action
+        all_a = jax.lax.all_gather(jnp.broadcast_to(a, jnp.shape(s)).ravel(), AXIS, tiled=True)
 
         def answer(row, mine):
             return jnp.where(mine, q[row * self.A + all_a], 0.0)[None]
@@ -305,12 +311,14 @@ class Strategy:
         return qf.with_acting_params(params, snapshot), snapshot
 
     # -- how TD errors reach the Q-function ------------------------------------------
-    def init_buffer(self, shape: tuple[int, ...]) -> TDBatch | None:
-        """The ``sync_every`` buffer: ``[block, *shape]`` per field (None when unbuffered)."""
+    def init_buffer(self, spec: TDBatch) -> TDBatch | None:
+        """The ``sync_every`` buffer: zeros ``[block, *x.shape]`` of each field ``x`` of
+        ``spec`` (a ``TDBatch`` of arrays or ``jax.ShapeDtypeStruct``, from the Q-function's
+        ``td_batch``: a table's states are indices, a tile coder's observation vectors);
+        None when unbuffered."""
         if not self.buffered:
             return None
-        z = lambda dt: jnp.zeros((self.block,) + tuple(shape), dt)  # noqa: E731
-        return TDBatch(z(jnp.int32), z(jnp.int32), z(jnp.int32), z(jnp.float32), z(bool))
+        return TDBatch(*(jnp.zeros((self.block,) + tuple(x.shape), x.dtype) for x in spec))
 
     def update(self, qf, params, batch: TDBatch, buffer: TDBatch | None, t, lr, visit_power):
         """Apply one step's TD errors: at once, or into the buffer, whose entries are
@@ -319,6 +327,13 @@ class Strategy:
         is applied, so no entry reaches the table twice and none is dropped."""
         if not self.buffered:
             return qf.apply_td(params, batch, lr, visit_power), buffer
+        for name, buf, x in zip(TDBatch._fields, buffer, batch):
+            # .at[].set would cast silently (observation vectors into int32 state slots)
+            if buf.shape[1:] != jnp.shape(x) or buf.dtype != jnp.result_type(x):
+                raise TypeError(
+                    f"TDBatch.{name} is {jnp.result_type(x).name}{list(jnp.shape(x))} but the "
+                    f"sync_every buffer holds {buf.dtype.name}{list(buf.shape[1:])}: build it "
+                    "from the Q-function's td_batch")
         in_chunk = t % self.chunk_iters
         slot = in_chunk % self.block
         buffer = TDBatch(*(buf.at[slot].set(x) for buf, x in zip(buffer, batch)))

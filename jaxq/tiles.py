@@ -21,9 +21,13 @@ The semi-gradient TD update of a linear Q-function with binary features adds
 ``T * alpha * delta``, so the book divides: each tiling's step is ``alpha / T``, and
 ``lr`` then means what it means for a table (a step of ``lr`` of the TD error). The
 weights are stored as a table of ``num_tiles`` rows on the strategy's store
-(``strategies.LocalTable`` and ``ReplicatedTable``), so a batch of TD errors reaches them
-by the same scatter as a table's, with the same ``mean`` / ``sum`` semantics per weight
-and the same all-reduce across devices.
+(``strategies.LocalTable`` and subclasses), so a batch of TD errors reaches them by the
+same scatter as a table's, with the same ``mean`` / ``sum`` semantics per weight and the
+same collectives across devices. Every strategy applies: ``sharded`` splits the weight
+rows (tiles, padded to a multiple of the device count) over devices as it splits a
+table's state rows, each tiling's row answered by its owner; ``sync_every`` blocks buffer
+TD batches whose states are the observations themselves (``td_batch``), coded into tiles
+when a block is applied.
 
 On an environment with a Discrete observation (jaxq's tabular ones, or an exactly
 indexed gymnax one) the features are one-hot: one tiling, one tile per state, so linear
@@ -40,9 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxq import aggregate
+from jaxq import aggregate, explore
 from jaxq.explore import Columns
-from jaxq.qfunctions import TableParams, TDBatch
+from jaxq.qfunctions import TableParams, TDBatch, td_batch_spec
 
 DEFAULT_TILINGS = 8
 DEFAULT_TILES_PER_DIM = 8
@@ -58,6 +62,8 @@ class OneHot:
 
     num_tilings = 1
     hashed = False
+    obs_shape = ()  # what indices() reads: an int32 state index per entry
+    obs_dtype = jnp.int32
 
     @property
     def num_tiles(self) -> int:
@@ -78,9 +84,15 @@ class TileCoder:
     num_tilings: int
     max_tiles: int
 
+    obs_dtype = jnp.float32  # what indices() reads: float32 vectors [*batch, dim]
+
     @property
     def dim(self) -> int:
         return len(self.low)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
 
     @property
     def tiles_per_tiling(self) -> int:
@@ -170,9 +182,9 @@ class TileCodedQ:
 
     def __init__(self, coder: OneHot | TileCoder, store: Any, num_tables: int,
                  aggregation: str, q_init: float = 0.0):
-        if getattr(store, "sharded", False):
-            raise ValueError("q_function='tiles' runs with strategy single, replicated or "
-                             "async, not sharded")
+        if store.S < coder.num_tiles:
+            raise ValueError(f"the store holds {store.S} rows, fewer than the coder's "
+                             f"{coder.num_tiles} tiles")
         self.coder = coder
         self.store = store
         self.num_actions = store.A
@@ -225,17 +237,31 @@ class TileCodedQ:
                            None if scratch is None
                            else aggregate.Scratch(*(x.reshape(shape) for x in scratch)))
 
+    def td_batch(self, shape: tuple[int, ...]) -> TDBatch:
+        """A batch of ``shape`` entries whose states are observations as the coder reads
+        them (float32 vectors ``[*shape, d]``, or int32 indices for one-hot features)."""
+        return td_batch_spec(shape, self.coder.obs_shape, self.coder.obs_dtype)
+
     def estimate(self, params: TableParams) -> jax.Array:
-        """``[num_tiles, A]``: the weights (the mean of Double Q's two); with one-hot
-        features, the Q-table."""
+        """``[num_tiles, A]``: the weights (the mean of Double Q's two; the rows that pad
+        a sharded store dropped); with one-hot features, the Q-table."""
         q = params.q
-        return q[0] if q.shape[0] == 1 else jnp.mean(q, axis=0)
+        return (q[0] if q.shape[0] == 1 else jnp.mean(q, axis=0))[:self.coder.num_tiles]
+
+    def _global_values(self, params: TableParams, obs: jax.Array, which: int) -> Columns:
+        """``values`` by plain gathers from the whole (global) weights: outside the
+        strategy's collectives, which a sharded store's lookups would need."""
+        idx = self.coder.indices(obs)
+        cols = explore.q_columns(params.q.reshape(-1), which * self.shape[1] + idx,
+                                 self.num_actions)
+        return tuple(self._sum(c) for c in cols)
 
     def global_values(self, params: TableParams, obs: jax.Array) -> Columns:
-        """The estimate's columns at ``obs`` (the mean of Double Q's two)."""
-        cols = self.values(params, obs, 0)
+        """The estimate's columns at ``obs`` (the mean of Double Q's two), read outside the
+        strategy's collectives (a run's first actions, greedy evaluation)."""
+        cols = self._global_values(params, obs, 0)
         if self.num_tables == 2:
-            cols = tuple((x + y) * 0.5 for x, y in zip(cols, self.values(params, obs, 1)))
+            cols = tuple((x + y) * 0.5 for x, y in zip(cols, self._global_values(params, obs, 1)))
         return cols
 
     def acting_params(self, params: TableParams) -> jax.Array:

@@ -212,7 +212,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         coder = tiles_lib.make_coder(env, params, config.env_id, config.tiles_per_dim,
                                      config.num_tilings, config.low, config.high,
                                      config.max_tiles)
-        S_pad = coder.num_tiles
+        S_pad = strategy.padded_states(coder.num_tiles)
     else:
         S_pad = strategy.padded_states(S)
     if T * S_pad * A >= 2**31:
@@ -279,7 +279,7 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
         action = behaviour.at(hp, 0).act(first, obs, u_explore, u_action)
         c = Carry(
             qf=qp, q_actor=strategy.init_snapshot(qf, qp),
-            pending=strategy.init_buffer((n, N)),
+            pending=strategy.init_buffer(qf.td_batch((n, N))),
             env_state=env_state, obs=obs, action=action,
             window=targets.empty_window(n, N, venv.obs_shape, venv.obs_dtype),
             ep_return=jnp.zeros(N, jnp.float32), ep_length=jnp.zeros(N, jnp.int32),

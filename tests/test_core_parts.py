@@ -13,7 +13,7 @@ import pytest
 
 from jaxq import explore, metrics, targets
 from jaxq.config import TrainConfig
-from jaxq.qfunctions import DenseTable, TDBatch
+from jaxq.qfunctions import DenseTable, TDBatch, td_batch_spec
 from jaxq.strategies import LocalTable, Strategy
 
 
@@ -172,7 +172,7 @@ def test_sync_buffer_applies_each_entry_once_at_block_and_chunk_ends():
         return params + jnp.sum(jnp.where(batch.mask, batch.td, 0.0))
 
     qf = types.SimpleNamespace(apply_td=apply_td)
-    buf = Strategy.init_buffer(strat, (1,))
+    buf = Strategy.init_buffer(strat, td_batch_spec((1,)))
     update = jax.jit(lambda p, b, t_, o: Strategy.update(strat, qf, p, o, b, t_, 0.1, 0.8))
     params, seen = jnp.float32(0), []
     for t in range(14):
@@ -187,6 +187,34 @@ def test_sync_buffer_applies_each_entry_once_at_block_and_chunk_ends():
             total = 2 ** (t + 1) - 1  # every step's error so far, each once
         want.append(total)
     assert seen == want
+
+
+def test_sync_buffer_takes_the_q_functions_batch():
+    """The buffer is shaped by the Q-function's td_batch: a tile coder's states are float
+    observation vectors, kept as they are; a batch of another shape or dtype is an error
+    at trace time (a silent cast would turn observations into state indices)."""
+    from jaxq.tiles import TileCodedQ, TileCoder
+
+    strat = Strategy.__new__(Strategy)
+    strat.name, strat.buffered, strat.block, strat.chunk_iters = "replicated", True, 2, 4
+    coder = TileCoder((0.0, 0.0), (1.0, 1.0), (2, 2), 2, max_tiles=1000)
+    qf = TileCodedQ(coder, LocalTable(1, coder.num_tiles, 3), 1, "mean")
+    spec = qf.td_batch((1, 5))
+    buf = Strategy.init_buffer(strat, spec)
+    assert (buf.s.shape, buf.s.dtype, buf.a.shape) == ((2, 1, 5, 2), jnp.float32, (2, 1, 5))
+    batch = TDBatch(jnp.zeros((1, 5), jnp.int32), jnp.full((1, 5, 2), 0.3),
+                    jnp.ones((1, 5), jnp.int32), jnp.ones((1, 5)), jnp.ones((1, 5), bool))
+    params = qf.init()
+    params, buf = Strategy.update(strat, qf, params, batch, buf, jnp.int32(0), 0.5, 0.8)
+    np.testing.assert_array_equal(buf.s[0], batch.s)  # the observations, not indices
+    assert float(jnp.abs(params.q).max()) == 0.0  # the block has not ended yet
+    params, buf = Strategy.update(strat, qf, params, batch, buf, jnp.int32(1), 0.5, 0.8)
+    # both entries hit the same 2 tiles x action 1: each weight moves by lr/2 * mean td
+    assert float(params.q[0, :, 1].sum()) == pytest.approx(2 * 0.25)
+    with pytest.raises(TypeError, match=r"TDBatch.s is int32\[1, 5\] but the sync_every "
+                                        r"buffer holds float32\[1, 5, 2\]"):
+        Strategy.update(strat, qf, params, batch._replace(s=jnp.zeros((1, 5), jnp.int32)),
+                        buf, jnp.int32(0), 0.5, 0.8)
 
 
 # ---- step statistics -------------------------------------------------------------------

@@ -84,7 +84,6 @@ def test_cartpole_tiles_learn_from_observation_vectors():
 
 @pytest.mark.parametrize("kw, match", [
     (dict(env_id="CartPole-v1", q_function="tiles", bins=4), "bins discretizes"),
-    (dict(q_function="tiles", strategy="sharded", num_devices=1), "sharded"),
     (dict(q_function="tiles", lr_schedule="visit"), "lr_schedule='visit'"),
     (dict(q_function="tiles", num_tilings=0), "num_tilings must be >= 1"),
     (dict(q_function="tiles", tiles_per_dim=[4, 0]), r"tiles_per_dim\[1\] must be >= 1"),
