@@ -1,20 +1,22 @@
 """Function approximation: learning curves of tile-coded and neural Q-functions (PQN, DQN) on
 gymnax's continuous-observation environments, throughput vs N, and issue 11's goals.
 
-**Learning curves** (``RUNS``): for each environment x Q-function, the seeds train in ONE
+**Learning curves** (``MODES``): for each environment x Q-function, the seeds train in ONE
 compiled call, ``jax.jit(jax.vmap(train))(keys)``, through the library's pure entry points:
-``jaxq.deep_config.make_train_deep(DeepConfig(...))`` for ``mlp`` (PQN or DQN) and
+``jaxq.deep_config.make_train_deep(config.deep_config())`` for ``mlp`` (PQN or DQN; the
+``DeepConfig`` of ``TrainConfig(q_function="mlp", deep_algo=...)``) and
 ``jaxq.training.make_train(TrainConfig(q_function="tiles", ...))`` for ``tiles``. Every
 chunk ends with a greedy evaluation of ``eval_episodes`` (100) episodes per seed, so a curve
 is those evaluations against the env steps done per seed and against seconds since the call
 began: compile time first, then the call's run time spread evenly over its chunks (the whole
 run is one ``lax.scan``, so there is no per-chunk clock; the chunks do equal work apart from
 the evaluations' episode lengths). The median and the spread (min, quartiles, max) over seeds
-are stored per chunk. Settings: each run's config is the library's defaults plus the
-overrides listed in ``RUNS`` / ``MODES`` (recorded in the results: ``overrides`` and the full
-``settings``), so a change of the library's defaults shows up in the next run.
+are stored per chunk. Settings: each run's config is the library's defaults for its
+Q-function and env (``jaxq.config.DEFAULTS``) plus the overrides listed in ``MODES``
+(recorded in the results: ``overrides``, ``defaults_applied`` and the full ``settings``),
+so a change of the library's defaults shows up in the next run.
 
-* CartPole-v1: mlp PQN (the DeepConfig defaults, 10 seeds), mlp DQN (8 envs, lr 1e-4, a
+* CartPole-v1: mlp PQN (the mlp defaults, 10 seeds), mlp DQN (8 envs, lr 1e-4, a
   hard target copy every 500 gradient steps), tiles (64 envs, 8 tilings of 9^4 tiles).
 * Acrobot-v1: mlp PQN; tiles (6 dimensions: hashed into ``max_tiles`` rows).
 * MountainCar-v0: tiles (256 envs, 4,096,000 env steps); mlp PQN (a sparse-reward task that
@@ -79,7 +81,8 @@ THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -120
 GOAL_EPISODES = 100
 
 # env_id/kind -> (seeds, overrides of the library's defaults) per mode. Everything not
-# listed is DeepConfig's / TrainConfig's default. num_chunks = points on the curve.
+# listed is the library's default for the Q-function and env (jaxq.config.DEFAULTS).
+# num_chunks = points on the curve.
 _TINY_MLP = dict(num_envs=8, rollout_len=8, num_minibatches=2, num_epochs=1, width=16,
                  depth=1, num_chunks=2, eval_episodes=4, eval_max_steps=200)
 MODES: dict[str, dict[str, Any]] = {
@@ -140,7 +143,6 @@ ALL_RUNS = list(MODES["full"]["runs"])
 # rate guesses for the first N of the throughput sweep (env steps/s at N = 1; later points
 # are sized from the previous one's measured rate)
 FIRST_RATE = {"tiles": 20_000.0, "pqn": 3_000.0}
-PQN_ROLLOUT = 64  # DeepConfig's default rollout_len (throughput runs whole updates)
 
 
 def mode_name(args: argparse.Namespace) -> str:
@@ -150,18 +152,26 @@ def mode_name(args: argparse.Namespace) -> str:
 # ---------------------------------------------------------------------------------------
 # configs
 # ---------------------------------------------------------------------------------------
-def make_config(env_id: str, kind: str, overrides: dict[str, Any], seed: int) -> Any:
-    """The library config of one run: ``DeepConfig`` for pqn/dqn, ``TrainConfig`` with
-    ``q_function="tiles"`` (evaluating every chunk) for tiles; both validate here, before
-    anything compiles."""
-    if kind in ("pqn", "dqn"):
-        from jaxq.deep_config import DeepConfig
-
-        return DeepConfig(algo=kind, env_id=env_id, seed=seed, **overrides)
+def train_config(env_id: str, kind: str, overrides: dict[str, Any], seed: int) -> Any:
+    """The ``TrainConfig`` of one run: ``q_function="mlp"`` with ``deep_algo`` pqn/dqn, or
+    ``q_function="tiles"`` evaluating every chunk; what is not given comes from the
+    library's defaults for that Q-function and env (``jaxq.config.DEFAULTS``). It
+    validates here, before anything compiles."""
     from jaxq.config import TrainConfig
 
+    if kind in ("pqn", "dqn"):
+        return TrainConfig(env_id=env_id, q_function="mlp", deep_algo=kind, seed=seed,
+                           **overrides)
     return TrainConfig(**{"env_id": env_id, "q_function": "tiles", "seed": seed,
                           "eval_every": 1, **overrides})
+
+
+def make_config(env_id: str, kind: str, overrides: dict[str, Any], seed: int) -> Any:
+    """What the pure entry points take: the ``DeepConfig`` of an mlp run
+    (``TrainConfig.deep_config()``, for ``make_train_deep``), a tiles run's ``TrainConfig``
+    (for ``make_train``)."""
+    config = train_config(env_id, kind, overrides, seed)
+    return config.deep_config() if kind in ("pqn", "dqn") else config
 
 
 def curve_steps(config: Any) -> np.ndarray:
@@ -205,6 +215,7 @@ def run_curve(key_name: str, seeds: int, overrides: dict[str, Any], seed: int,
 
     env_id, kind = key_name.split("/")
     q_function, label = KINDS[kind]
+    defaults = train_config(env_id, kind, overrides, seed).defaults_applied()
     config = make_config(env_id, kind, overrides, seed)
     if kind == "tiles":
         from jaxq.training import make_train
@@ -231,7 +242,8 @@ def run_curve(key_name: str, seeds: int, overrides: dict[str, Any], seed: int,
     rec = {
         "key": key_name, "env_id": env_id, "kind": kind, "q_function": q_function,
         "label": label, "seeds": seeds, "overrides": benchlib.finite_json(overrides),
-        "settings": settings(config), "eval_episodes": int(config.eval_episodes),
+        "defaults_applied": benchlib.finite_json(defaults), "settings": settings(config),
+        "eval_episodes": int(config.eval_episodes),
         "env_steps": steps.tolist(),
         "seconds": (run_s * np.arange(1, chunks + 1) / chunks).tolist(),
         "compile_s": compile_s, "run_s": run_s, "total_s": compile_s + run_s,
@@ -338,7 +350,9 @@ def run_throughput(mode: dict[str, Any], seed: int, log: Callable[[str], None]
     out = []
     for kind, ns in mode["throughput"].items():
         extra = dict(mode["throughput_overrides"].get(kind, {}))
-        per_update = extra.get("rollout_len", PQN_ROLLOUT) if kind == "pqn" else 1
+        # env steps per iteration of one env: a PQN rollout (whole updates), a tiles step
+        per_update = (make_config("CartPole-v1", kind, extra, seed).rollout_len
+                      if kind == "pqn" else 1)
         rate, prev_n = FIRST_RATE[kind], 1
         for n in ns:
             # the previous rate, grown by sqrt(N ratio): batching helps, rarely linearly
@@ -563,9 +577,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     load = cfg.get("load_average")
     lines += [
         "Each row: the seeds of one environment x Q-function trained in one `jax.vmap`-ed, "
-        "compiled call (`make_train_deep(DeepConfig(...))` for mlp, "
-        "`make_train(TrainConfig(q_function=\"tiles\"))` for tiles): the library's defaults "
-        "plus the overrides listed. Greedy return: the mean of the evaluation's episodes per "
+        "compiled call (`make_train_deep(TrainConfig(q_function=\"mlp\", ...).deep_config())` "
+        "for mlp, `make_train(TrainConfig(q_function=\"tiles\", ...))` for tiles): the "
+        "library's defaults for the Q-function and env (`jaxq.config.DEFAULTS`) plus the "
+        "overrides listed. Greedy return: the mean of the evaluation's episodes per "
         "seed after the last chunk; median [min, max] over seeds. Seconds: compile, then run "
         "(steps/s summed over the seeds, learning and the per-chunk evaluations included)."
         + (f" 1-minute load average at the end: {load}." if load is not None else ""),

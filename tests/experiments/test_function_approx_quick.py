@@ -44,6 +44,10 @@ def test_results_schema_and_curves(quick_run):
         # the recorded settings are the config the run used, overrides included
         assert all(r["settings"][k] == v for k, v in overrides.items())
         assert r["settings"]["env_id"] == r["env_id"]
+        # the rest came from the library's defaults for the Q-function and env
+        assert r["defaults_applied"] and not set(r["defaults_applied"]) & set(overrides)
+        assert all(r["settings"][k] == v for k, v in r["defaults_applied"].items()
+                   if k in r["settings"])
         assert len(r["env_steps"]) == len(r["seconds"]) == chunks
         assert np.all(np.diff(r["env_steps"]) > 0) and r["env_steps"][-1] >= overrides[
             "total_steps"]
