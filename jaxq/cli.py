@@ -523,8 +523,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     found = _check_out(out, args.resume, args.overwrite)
     if args.tensorboard is not None:
         _check_tensorboard(args.tensorboard)
-    if config.q_function != "table" and writer and _defaults_line(config):
-        print(_defaults_line(config), file=sys.stderr)
     ckpt = os.path.join(out, CHECKPOINT)
     resuming = args.resume and os.path.exists(ckpt)
     if args.resume and not resuming:
@@ -544,6 +542,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             multihost_utils.sync_global_devices("jaxq: --out checked")
         if not writer:
             return
+        if config.q_function != "table" and _defaults_line(config):
+            print(_defaults_line(config), file=sys.stderr)
         try:
             os.makedirs(out, exist_ok=True)
             if found and not resuming:  # --overwrite
@@ -946,11 +946,11 @@ def _train_mlp(args: argparse.Namespace, config: TrainConfig) -> int:
     if args.resume and not resuming:
         print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
     cache_dir = None if args.no_compile_cache else default_dir(args.compile_cache)
-    line = _defaults_line(config)
-    if line:
-        print(line, file=sys.stderr)
 
     def start_run() -> None:
+        """Everything checked (the checkpoint too): say the defaults taken, write."""
+        if _defaults_line(config):
+            print(_defaults_line(config), file=sys.stderr)
         try:
             os.makedirs(out, exist_ok=True)
             if found and not resuming:  # --overwrite

@@ -411,6 +411,14 @@ def train_mlp(config: Any, q_star: Any = None, *, init_q: Any = None, progress: 
         warnings.warn(f"total_steps={deep.total_steps} rounded up to {plan['env_steps']} env "
                       f"steps ({plan['num_chunks']} chunks x {plan['chunk_iters']} iterations "
                       f"x {plan['steps_per_iteration']} env steps)", stacklevel=3)
+    if resume and out is not None:
+        from jaxq import checkpoint as ckpt
+        from jaxq.deep_run import make_learner
+        path = os.path.join(out, CHECKPOINT)
+        if os.path.exists(path):  # a corrupt or foreign checkpoint: refused before before_run
+            learner = make_learner(deep, mesh)
+            ckpt.read(path, jax.eval_shape(learner.init, jax.random.key(deep.seed),
+                                           deep.hparams()), deep.to_json())
     if before_run is not None:
         before_run()
     result = train_deep(deep, mesh, out=out, resume=bool(resume and out),

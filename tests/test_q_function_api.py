@@ -279,3 +279,20 @@ def test_train_mlp_resumes_bit_for_bit(tmp_path):
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full.metrics["eval_return"], resumed.metrics["eval_return"])
+
+
+def test_a_table_checkpoint_resumed_as_a_network_is_refused(tmp_path, capsys):
+    """--resume of a table's run with --q-function mlp: one error naming the
+    Q-functions, before anything is written (the table's files stay)."""
+    out = tmp_path / "run"
+    code, _, stderr = _run(["train", "--env", "CartPole-v1", "--bins", "3", "--num-envs", "4",
+                            "--total-steps", "64", "--num-chunks", "2", "--eval-every", "0",
+                            "--eval-episodes", "2", "--checkpoint-every", "1", "--no-progress",
+                            "--no-compile-cache", "--out", str(out)])
+    assert code == 0, stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    err = _error(capsys, ["train", "--env", "CartPole-v1", "--q-function", "mlp", "--resume",
+                          "--no-progress", "--out", str(out)])
+    assert "holds a run of --q-function='table'" in err and "this run is --q-function='mlp'" \
+        in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
