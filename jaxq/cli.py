@@ -264,7 +264,11 @@ def _resolve_env(config: TrainConfig):
     try:
         return resolve_env(config)
     except (ValueError, TypeError) as e:
-        raise CliError(flagify(e)) from None
+        text = flagify(e)
+        if "is continuous; pass --bins" in text:  # the other Q-functions need no bins
+            text += ("; or --q-function tiles or mlp, which learn from the observation "
+                     "vector itself")
+        raise CliError(text) from None
 
 
 def _json_safe(x: Any) -> Any:
@@ -841,8 +845,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
     for r in rows:
         print("".join(f"{c:<{w}}" for c, w in zip(r, widths)) + r[3])
     print("(states x actions and time limit with default --env-kwarg values; every env takes "
-          "max_steps. gymnax ids are accepted too; continuous ones need --bins, e.g. "
-          "CartPole-v1.)")
+          "max_steps. gymnax ids are accepted too; continuous ones, e.g. CartPole-v1, need "
+          "--bins for a table, or --q-function tiles or mlp.)")
     return 0
 
 

@@ -195,6 +195,9 @@ def test_bad_input_of_training_before_compiling(monkeypatch):
     (["--deep-algo", "sac"], r"--deep-algo must be one of \['pqn', 'dqn'\]"),
     (["--strategy", "sharded"], r"--strategy must be one of \['single', 'replicated'"),
     (["--coordinator", "localhost:1234"], "--coordinator trains a table or tiles"),
+    # (the last --q-function wins) a table on a continuous env without bins
+    (["--q-function", "table"], "CartPole-v1 is continuous; pass --bins.*; or --q-function "
+                                "tiles or mlp, which learn from the observation vector"),
 ])
 def test_cli_bad_input_writes_nothing(capsys, tmp_path, argv, match):
     import re
