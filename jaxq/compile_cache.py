@@ -39,7 +39,7 @@ def _entry(lowered) -> str:
 
     devices = jax.devices()
     h = hashlib.sha256()
-    for part in (jax.__version__, jaxlib.__version__, devices[0].platform,
+    for part in ("v2", jax.__version__, jaxlib.__version__, devices[0].platform,
                  devices[0].device_kind, str(len(devices)), str(jax.process_count()),
                  lowered.as_text()):
         h.update(part.encode())
@@ -61,6 +61,12 @@ def compile(lowered, cache_dir: str | None) -> Any:
         pass
     compiled = lowered.compile()
     try:
+        # A program on some of the devices (a mesh of 2 of 8) is not cached: JAX loads an
+        # entry onto all devices, and such a program then aborts the process (XLA's
+        # "sharding's tile count and device count does not match" check).
+        ran_on = list(compiled.runtime_executable().local_devices())
+        if ran_on not in ([jax.devices()[0]], list(jax.devices())):
+            return compiled
         payload = serialize(compiled)[0]
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
