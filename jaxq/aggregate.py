@@ -47,14 +47,15 @@ def _get(x, idx):
     return x.at[idx].get(mode="fill", fill_value=0)
 
 
-def visit_rates(visits: jax.Array, idx: jax.Array, power) -> tuple[jax.Array, jax.Array]:
-    """Count one more update for each touched cell; return ``(visits, n^-w per entry)``.
+def visit_rates(visits: jax.Array, idx: jax.Array, power) -> tuple[jax.Array, jax.Array | None]:
+    """Count one more update for each touched cell; return ``(visits, n^-w per entry)``
+    (``power`` None: counts only, rate None).
 
     Duplicate indices all write the same value (old + 1): one count per batched update.
     """
     n = _get(visits, idx) + 1
     visits = visits.at[idx].set(n, mode="drop")
-    return visits, jnp.power(n.astype(jnp.float32), -power)
+    return visits, None if power is None else jnp.power(n.astype(jnp.float32), -power)
 
 
 def cell_sums(idx, td, num_cells: int) -> tuple[jax.Array, jax.Array]:
@@ -67,11 +68,11 @@ def cell_sums(idx, td, num_cells: int) -> tuple[jax.Array, jax.Array]:
 
 def apply_sums(q, acc, cnt, lr, aggregation: str, visits, visit_power):
     """Full-table update from per-cell sums (dense path). Returns ``(q, visits)``."""
-    if visits is not None:
+    rate = lr
+    if visits is not None:  # visit_power None: counted, not the learning rate
         visits = visits + (cnt > 0).astype(visits.dtype)
-        rate = jnp.power(jnp.maximum(visits, 1).astype(jnp.float32), -visit_power)
-    else:
-        rate = lr
+        if visit_power is not None:
+            rate = jnp.power(jnp.maximum(visits, 1).astype(jnp.float32), -visit_power)
     step = acc / jnp.maximum(cnt, 1.0) if aggregation == "mean" else acc
     return q + rate * step, visits
 
@@ -86,10 +87,10 @@ def apply_updates(q, idx, td, lr, aggregation: str, dense: bool, scratch, visits
         acc, cnt = cell_sums(idx, td, q.shape[0])
         q, visits = apply_sums(q, acc, cnt, lr, aggregation, visits, visit_power)
         return q, scratch, visits
-    if visits is not None:
-        visits, rate = visit_rates(visits, idx, visit_power)
-    else:
-        rate = lr
+    rate = lr
+    if visits is not None:  # visit_power None: counted, not the learning rate
+        visits, n_rate = visit_rates(visits, idx, visit_power)
+        rate = lr if n_rate is None else n_rate
     if aggregation == "sum":
         return q.at[idx].add(rate * td, mode="drop"), scratch, visits
     acc = scratch.acc.at[idx].add(td, mode="drop")

@@ -120,11 +120,13 @@ class DenseTable:
 
     ``aggregation``: ``mean`` (TD errors of one cell in one step averaged, the default)
     or ``sum`` (added). ``visit_counts``: the learning rate of a cell is
-    ``visits^-visit_power`` instead of ``lr``.
+    ``visits^-visit_power`` instead of ``lr``. ``count_updates``: ``visits`` counts the
+    batched updates of each cell all the same, the rate staying ``lr`` (a ``jaxq.ray``
+    learner pushes the counts its chunk applied, so shards weight merges by them).
     """
 
     def __init__(self, store: Any, num_states: int, num_tables: int, aggregation: str,
-                 q_init: float = 0.0, visit_counts: bool = False):
+                 q_init: float = 0.0, visit_counts: bool = False, count_updates: bool = False):
         self.store = store
         self.num_states = int(num_states)  # S of the environment (store.S may be padded)
         self.num_actions = store.A
@@ -132,6 +134,7 @@ class DenseTable:
         self.aggregation = aggregation
         self.q_init = float(q_init)
         self.visit_counts = bool(visit_counts)
+        self.count_updates = bool(count_updates)
         self.shape = (self.num_tables, store.S, store.A)
 
     def init(self, init_q: jax.Array | None = None) -> TableParams:
@@ -142,7 +145,7 @@ class DenseTable:
         zeros = lambda dt: jnp.zeros(self.shape, dt)  # noqa: E731
         return TableParams(
             q=q,
-            visits=zeros(jnp.int32) if self.visit_counts else None,
+            visits=zeros(jnp.int32) if self.visit_counts or self.count_updates else None,
             scratch=(aggregate.Scratch(zeros(jnp.float32), zeros(jnp.float32))
                      if self.store.needs_scratch(self.aggregation) else None),
         )
@@ -161,7 +164,8 @@ class DenseTable:
         flat = lambda x: None if x is None else x.reshape(-1)  # noqa: E731
         scratch = None if params.scratch is None else aggregate.Scratch(*map(flat, params.scratch))
         q, scratch, visits = self.store.apply(flat(params.q), scratch, flat(params.visits),
-                                              *batch, lr, self.aggregation, visit_power)
+                                              *batch, lr, self.aggregation,
+                                              visit_power if self.visit_counts else None)
         shape = params.q.shape  # this device's part under shard_map (rows of a shard)
         back = lambda x: None if x is None else x.reshape(shape)  # noqa: E731
         return TableParams(back(q), back(visits),

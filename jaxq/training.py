@@ -168,7 +168,7 @@ def _behaviour_policy(config: TrainConfig, iters: int, masked: bool) -> explore.
 
 
 def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None,
-                  mesh=None) -> Learner:
+                  mesh=None, count_updates: bool = False) -> Learner:
     """Validate everything that can be validated before tracing, then wire the parts:
     the environment batch, the Q-function on the strategy's store, the behaviour
     policy, the rule and n-step targets, and the metrics.
@@ -176,6 +176,8 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
     ``q_star`` (optional) adds max|Q - Q*| to the metrics; ``init_q`` starts from a given
     table instead of ``config.q_init`` (warm starts); ``mesh`` overrides the devices of a
     multi-device strategy (default: ``config.num_devices`` of ``jax.devices()``).
+    ``count_updates``: a table carries per-cell counts of batched updates (``qf.visits``)
+    whatever the learning rate (``jaxq.ray`` learners push them).
     """
     env, params = resolve_env(config) if env_params is None else env_params
     if config.learners == "independent":
@@ -222,7 +224,8 @@ def build_learner(config: TrainConfig, q_star=None, env_params=None, init_q=None
                                   T, config.aggregation, config.q_init)
     else:
         qf = DenseTable(strategy.store(T, S_pad, A, n * N), S, T, config.aggregation,
-                        config.q_init, visit_counts=config.lr_schedule == "visit")
+                        config.q_init, visit_counts=config.lr_schedule == "visit",
+                        count_updates=count_updates)
     local_venv = VecEnv(env, params, M)
     masked = venv.has_action_mask
     behaviour = _behaviour_policy(config, iters, masked)

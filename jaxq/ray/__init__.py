@@ -6,9 +6,9 @@ module is the other engine, for machines of different speeds, preemptible worker
 clusters: a parameter server and learners that never wait for each other.
 
 * **Shards** (``num_shards`` Ray actors) each own a contiguous range of states of the
-  Q-table (all actions, every estimate of Double Q) with its per-cell update counts, merge what learners push in
-  arrival order, serve their rows and checkpoint atomically every ``checkpoint_every``
-  pushes.
+  Q-table (all actions, every estimate of Double Q) with its per-cell update counts,
+  merge what learners push in arrival order, serve their rows and checkpoint atomically
+  every ``checkpoint_every`` pushes.
 * **Learners** (``num_learners`` Ray actors, one CPU slot each) each run jaxq's own
   compiled chunk (``jaxq.training.build_learner(config).chunk``, jitted once per learner:
   the same core as ``jaxq.train``, no second loop) on ``num_envs / num_learners``
@@ -20,8 +20,9 @@ clusters: a parameter server and learners that never wait for each other.
   one by the updates other learners pushed there since this learner pulled (exactly the
   learner's value where there were none: chunks that did not overlap compose as one
   learner running them in turn); with ``"sum"`` changes are added in full. The counts
-  are the chunk's own visit counts with ``lr_schedule="visit"`` (the shards then hold
-  the run's global counts, the per-cell learning rate's n), else one per changed cell.
+  are the chunk's own: the batched updates it applied to each cell (the shards hold the
+  run's totals, which are also the per-cell learning rate's n under
+  ``lr_schedule="visit"``).
 * No barrier: ``max_staleness`` S only stops a learner from starting a chunk while it is
   more than S pushes ahead of the slowest running learner (S = 0 is lockstep).
 * Faults: learners and shards are restarted by Ray (``max_restarts``); a restarted

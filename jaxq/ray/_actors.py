@@ -114,11 +114,11 @@ class Shard:
     mean change, as one device averages the TD errors that hit one cell in one step.
     ``"sum"``: changes are added in full (additive: any order, up to float rounding).
 
-    The counts are the learners' own: with ``lr_schedule="visit"`` the chunk's visit
-    counts (batched updates per cell), which are also the per-cell learning rate's ``n``,
-    so the shards hold the run's global visit counts and learners pull them with the
-    rows; otherwise 1 per cell a chunk changed (the core's chunk exposes no per-cell
-    counts under a constant learning rate)."""
+    The counts are the chunk's own: the batched updates it applied to each cell (the
+    table's ``visits``, which a learner's chunk carries under any learning rate:
+    ``build_learner(..., count_updates=True)``). The shards hold the run's totals and
+    learners pull them with the rows, so under ``lr_schedule="visit"`` a cell's rate
+    ``n^-w`` counts every learner's updates, as one learner's would."""
 
     def __init__(self, index: int, lo: int, hi: int, q: np.ndarray, num_learners: int,
                  checkpoint: str | None, checkpoint_every: int, aggregation: str = "mean",
@@ -215,16 +215,15 @@ def merge(q: np.ndarray, counts: np.ndarray, idx: np.ndarray, value: np.ndarray,
 
 
 def make_push(bounds: list[int], q0: np.ndarray, q1: np.ndarray, c0: np.ndarray,
-              c1: np.ndarray | None, mean: bool) -> list[tuple[np.ndarray, ...]]:
+              c1: np.ndarray, mean: bool) -> list[tuple[np.ndarray, ...]]:
     """One chunk's push, split by the shards owning states ``bounds[p]:bounds[p + 1]``:
     per shard ``(idx, value, n, base)`` (``sum``: and ``old``) as ``Shard.push`` takes them. ``q0``/``c0``: the
     ``[T, S, A]`` rows and counts pulled before the chunk; ``q1``: the rows after it;
-    ``c1``: the chunk's visit counts after it (started from ``c0``), or None where the
-    table has none (then a cell counts one update where its value changed)."""
+    ``c1``: the chunk's per-cell update counts after it (it started from ``c0``)."""
     T, S, A = q0.shape
     flat = lambda x: x.reshape(T, S * A)  # noqa: E731
     q0f, q1f, c0f = flat(q0), flat(q1), flat(c0)
-    n_all = (flat(c1) - c0f) if c1 is not None else (q1f != q0f).astype(np.int32)
+    n_all = flat(c1) - c0f
     parts = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         cols = slice(lo * A, hi * A)
@@ -271,14 +270,13 @@ class Learner:
         return self.shards[p].push.remote(self.index, seq, *part)
 
     def _push(self, seq: int, q0: np.ndarray, q1: np.ndarray, c0: np.ndarray,
-              c1: np.ndarray | None) -> tuple[int, int]:
+              c1: np.ndarray) -> tuple[int, int]:
         """Send push ``seq`` to every shard (per owner: the cells the chunk updated, their
-        new values under ``mean`` or changes under ``sum``, the updates applied to each
-        and its count at the pull; see ``Shard``) and wait for all to acknowledge it;
+        new values (``sum``: and old ones), the updates applied to each and its count at
+        the pull; see ``make_push`` and ``Shard``) and wait for all to acknowledge it;
         replays buffered pushes a restarted shard lost. ``c0``: the counts pulled with
-        ``q0``; ``c1``: the chunk's visit counts after it (None without visit counts: a
-        cell counts one update where its value changed). Returns the cells sent and the
-        bytes of the arrays sent (the payload, not Ray's framing)."""
+        ``q0``; ``c1``: the chunk's per-cell update counts after it. Returns the cells
+        sent and the bytes of the arrays sent (the payload, not Ray's framing)."""
         import ray
 
         parts = make_push(self.bounds, q0, q1, c0, c1, self.mean)
@@ -336,7 +334,9 @@ class Learner:
         if start:  # a restart: make what earlier pushes applied durable first
             ray.get([s.checkpoint.remote() for s in self.shards])
         t_start = time.time()
-        learner = training.build_learner(self.config, self.q_star)
+        # per-cell counts of the batched updates each chunk applies (the rate stays the
+        # config's): what a push weighs its cells by
+        learner = training.build_learner(self.config, self.q_star, count_updates=True)
         build_s = time.time() - t_start
         hp = self.config.hparams()
         plan = self.config.plan()
@@ -373,14 +373,14 @@ class Learner:
             pull_bytes = q0.nbytes + c0.nbytes
             before = int(ray.get(self.coord.total.remote()))
             qf = carry.qf._replace(q=jnp.asarray(q0))
-            if qf.visits is not None:  # the run's visit counts: each cell's learning rate
-                qf = qf._replace(visits=jnp.asarray(c0, qf.visits.dtype))
+            # the run's update counts (under lr_schedule="visit" each cell's rate's n)
+            qf = qf._replace(visits=jnp.asarray(c0, qf.visits.dtype))
             carry = carry._replace(qf=qf)
             pull_s += time.perf_counter() - t1
             t1 = time.perf_counter()
             carry, raw = chunk(carry, hp)
             q1 = np.asarray(carry.qf.q)
-            c1 = None if carry.qf.visits is None else np.asarray(carry.qf.visits)
+            c1 = np.asarray(carry.qf.visits)
             raw = {n: float(v) for n, v in jax.device_get(raw).items()}
             run_s += time.perf_counter() - t1
             if self.fault.get("die_at_chunk") == k + 1 and not start:

@@ -11,8 +11,11 @@ the chunks of jaxq's own compiled core.
   (measured on the ``mean`` sequence below: max |shards - one learner| 0.05-0.14 after
   each of the 6 pushes, one-step and 3-step).
 * Concurrent chunks (both pulled the same table) merge into their update-count-weighted
-  mean in either arrival order, with the counts added: the chunk's own visit counts under
-  ``lr_schedule="visit"``, which the learners pull back as the per-cell learning rate's n.
+  mean in either arrival order, with the counts added. The counts are the chunk's own
+  (the table's per-cell batched updates, carried under any learning rate with
+  ``build_learner(..., count_updates=True)``, as a Ray learner builds it); under
+  ``lr_schedule="visit"`` the learners pull them back as the per-cell rate's n.
+* ``count_updates`` changes nothing but the counts: the same table, bit for bit.
 * ``sum`` adds changes; a checkpoint restores rows and counts."""
 
 import jax
@@ -29,7 +32,7 @@ BOUNDS = [0, 5, 16]  # two shards of FrozenLake 4x4's 16 states, unequal on purp
 def core(config):
     """The compiled chunk of ``config`` (as a Ray learner runs it) and its start carry
     for learner i."""
-    learner = build_learner(config)
+    learner = build_learner(config, count_updates=True)
     hp = config.hparams()
     init, chunk = jax.jit(learner.init), jax.jit(learner.chunk)
 
@@ -37,13 +40,11 @@ def core(config):
         return init(jax.random.fold_in(jax.random.key(config.seed), i), hp)
 
     def run(carry, q, counts):
-        """One chunk from pulled rows and counts: (carry, q after, visits after or None)."""
-        qf = carry.qf._replace(q=jax.numpy.asarray(q))
-        if qf.visits is not None:
-            qf = qf._replace(visits=jax.numpy.asarray(counts, qf.visits.dtype))
+        """One chunk from pulled rows and counts: (carry, q after, counts after)."""
+        qf = carry.qf._replace(q=jax.numpy.asarray(q),
+                               visits=jax.numpy.asarray(counts, carry.qf.visits.dtype))
         carry, _ = chunk(carry._replace(qf=qf), hp)
-        v = None if carry.qf.visits is None else np.asarray(carry.qf.visits)
-        return carry, np.asarray(carry.qf.q), v
+        return carry, np.asarray(carry.qf.q), np.asarray(carry.qf.visits)
 
     return start, run
 
@@ -87,19 +88,17 @@ def test_chunks_that_do_not_overlap_compose_as_one_learner(config):
         carries[i], q1, c1 = run(carries[i], q0, c0)
         seqs[i] += 1
         push(parts, i, seqs[i], q0, q1, c0, c1, mean)
-        one_q = q1
-        one_c = c1 if c1 is not None else one_c + (q1 != q0)
+        one_q, one_c = q1, c1
     q, c = pull(parts)
     assert np.abs(q - CFG.q_init).max() > 0.05  # it learned something
     np.testing.assert_array_equal(q, one_q)  # bit for bit
-    np.testing.assert_array_equal(c, one_c)
-    if config.lr_schedule == "visit":  # the run's visit counts: every batched update
-        assert c.sum() == one_c.sum() > 6 * 50
+    np.testing.assert_array_equal(c, one_c)  # every batched update of the six chunks
+    assert c.sum() > 6 * 50 and c.max() > 6
 
 
-@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
-def test_concurrent_chunks_merge_into_their_count_weighted_mean(order):
-    config = CFG.replace(lr_schedule="visit")
+@pytest.mark.parametrize("order, schedule", [((0, 1), "constant"), ((1, 0), "visit")])
+def test_concurrent_chunks_merge_into_their_count_weighted_mean(order, schedule):
+    config = CFG.replace(lr_schedule=schedule)
     start, run = core(config)
     parts = shards(config)
     q_base, c_base = pull(parts)
@@ -127,12 +126,12 @@ def test_sum_adds_concurrent_changes():
     start, run = core(config)
     parts = shards(config)
     q0, c0 = pull(parts)
-    (_, qa, _), (_, qb, _) = run(start(0), q0, c0), run(start(1), q0, c0)
-    push(parts, 0, 1, q0, qa, c0, None, False)
-    push(parts, 1, 1, q0, qb, c0, None, False)
+    (_, qa, va), (_, qb, vb) = run(start(0), q0, c0), run(start(1), q0, c0)
+    push(parts, 0, 1, q0, qa, c0, va, False)
+    push(parts, 1, 1, q0, qb, c0, vb, False)
     q, c = pull(parts)
     np.testing.assert_allclose(q, q0 + (qa - q0) + (qb - q0), rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(c, (qa != q0).astype(int) + (qb != q0))
+    np.testing.assert_array_equal(c, va + vb)
 
 
 def test_a_checkpoint_restores_rows_and_counts(tmp_path):
@@ -146,3 +145,27 @@ def test_a_checkpoint_restores_rows_and_counts(tmp_path):
     np.testing.assert_array_equal(again.counts.reshape(-1)[[0, 5]], [3, 1])
     assert again.push(1, 1, np.array([0], np.int32), np.array([9.0], np.float32),
                       np.array([1], np.int32), np.array([0], np.int32))[0] == "duplicate"
+
+
+@pytest.mark.parametrize("config", [CFG.replace(num_chunks=1),
+                                    CFG.replace(num_chunks=1, aggregation="sum", n_step=2)],
+                         ids=["mean", "sum_nstep2"])
+def test_counting_updates_changes_nothing_else(config):
+    """The counts a Ray learner's chunk carries leave the learning itself alone: the
+    table equals ``jaxq.train``'s chunk without them, bit for bit, and they count every
+    batched update (a cell touched in a step counts 1, whatever the TD errors there)."""
+    hp = config.hparams()
+    key = jax.random.key(3)
+    plain, counted = build_learner(config), build_learner(config, count_updates=True)
+    a = jax.jit(plain.init)(key, hp)
+    b = jax.jit(counted.init)(key, hp)
+    assert a.qf.visits is None and b.qf.visits is not None
+    a, _ = jax.jit(plain.chunk)(a, hp)
+    b, _ = jax.jit(counted.chunk)(b, hp)
+    np.testing.assert_array_equal(np.asarray(a.qf.q), np.asarray(b.qf.q))
+    visits = np.asarray(b.qf.visits)
+    steps = config.plan()["chunk_iters"]
+    assert 0 < visits.max() <= steps
+    assert visits.sum() <= steps * config.num_envs * config.n_step
+    changed = np.asarray(b.qf.q) != config.q_init
+    assert changed.any() and np.all(visits[changed] > 0)  # no change without an update
