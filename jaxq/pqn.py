@@ -4,6 +4,7 @@ al. 2024, "Simplifying Deep Temporal Difference Learning"), PureJaxRL style.
 One update::
 
     rollout   N envs x K steps, epsilon-greedy on the live network    explore.BehaviourPolicy
+              (strategy async: on the actors' stale copy)
     targets   Q(lambda) returns by a reverse lax.scan                 q_lambda_targets
     learn     num_epochs x num_minibatches steps of SGD on             optax (clip + RAdam)
               0.5 (Q(s, a) - G)^2
