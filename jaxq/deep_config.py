@@ -339,16 +339,19 @@ def train_deep(config: DeepConfig, mesh: Any = None, *, out: str | None = None,
                resume: bool = False, checkpoint_every: int = 0,
                stop_after_chunks: int | None = None, progress: bool = False,
                callback: Callable[[int, dict[str, float]], Any] | None = None,
-               compile_cache: str | None = None) -> DeepResult:
+               compile_cache: str | None = None,
+               before_run: Callable[[], None] | None = None) -> DeepResult:
     """Train one deep run (``key(config.seed)``) chunk by chunk (``jaxq.deep_run.run``):
     ``checkpoint_every`` K chunks into ``out/checkpoint.npz``, ``resume=True`` continues
-    from it bit for bit; compilation timed apart from running; the history as
-    ``host_history`` reports it."""
+    from it bit for bit (a corrupt or foreign checkpoint is refused before
+    ``before_run()`` and before compiling); compilation timed apart from running; the
+    history as ``host_history`` reports it."""
     from jaxq import deep_run
 
     return deep_run.run(config, mesh=mesh, out=out, checkpoint_every=checkpoint_every,
                         resume=resume, stop_after_chunks=stop_after_chunks,
-                        progress=progress, callback=callback, compile_cache=compile_cache)
+                        progress=progress, callback=callback, compile_cache=compile_cache,
+                        before_run=before_run)
 
 
 def flat_params(params: Any) -> dict[str, Any]:

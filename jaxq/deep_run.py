@@ -74,7 +74,8 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
         checkpoint_every: int = 0, resume: bool = False,
         stop_after_chunks: int | None = None, progress: bool = False,
         callback: Callable[[int, dict[str, float]], Any] | None = None,
-        compile_cache: str | None = None) -> DeepResult:
+        compile_cache: str | None = None,
+        before_run: Callable[[], None] | None = None) -> DeepResult:
     """Train ``config`` (key ``config.seed``) chunk by chunk.
 
     ``out``: the run's directory; ``checkpoint_every`` (chunks, 0: never) writes
@@ -84,6 +85,9 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
     tests). ``progress`` prints a bar or lines on stderr (process 0); ``callback(chunk,
     row)`` is called after every chunk (from 1) with that chunk's row of the history as
     Python numbers. ``compile_cache``: a folder for ``jaxq.compile_cache`` (None: none).
+    ``before_run()`` is called once everything is checked (the config, the devices, the
+    checkpoint) and before anything compiles, e.g. to write a run's files only when it
+    can start.
     Timings keep compilation apart from running; ``steps_per_s`` counts the env steps run
     by this call."""
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
@@ -108,6 +112,8 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
     if resume and os.path.exists(path):
         # before compiling: a corrupt or foreign checkpoint is reported at once
         restored = ckpt.read(path, jax.eval_shape(learner.init, key, hp), config_json)
+    if before_run is not None:
+        before_run()
 
     t0 = time.perf_counter()
     init_c = compile_cache_lib.compile(jax.jit(learner.init).lower(key, hp), compile_cache)

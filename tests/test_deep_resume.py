@@ -65,8 +65,9 @@ def test_interrupted_deep_run_resumes_bit_for_bit(config, tmp_path, cache):
     assert os.path.exists(deep_run.checkpoint_path(out))
     seen.clear()
     resumed = train_deep(config, out=out, checkpoint_every=2, resume=True,
-                         compile_cache=cache, callback=log)
-    assert seen == [3, 4]  # it went on from chunk 2, not from scratch
+                         compile_cache=cache, callback=log,
+                         before_run=lambda: seen.append("before_run"))
+    assert seen == ["before_run", 3, 4]  # it went on from chunk 2, not from scratch
     assert len(resumed.metrics["env_steps"]) == 4
     _same_run(full, resumed)
     # the parameters moved in the last chunk (a run that learned nothing would resume
@@ -101,8 +102,10 @@ def test_a_checkpoint_of_another_run_is_refused_before_compiling(saved, resumed,
                                                                    tmp_path):
     out = tmp_path / "run"
     _write_checkpoint(str(out / deep_run.CHECKPOINT), saved.to_json())
+    started = []
     with pytest.raises(ValueError, match=match):
-        train_deep(resumed, out=str(out), resume=True)
+        train_deep(resumed, out=str(out), resume=True, before_run=lambda: started.append(1))
+    assert started == []  # refused before the caller writes anything
 
 
 def test_a_tabular_resume_of_a_deep_checkpoint_names_the_q_function(tmp_path):
