@@ -398,8 +398,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"**Network model.** A learner keeps a fraction e of its speed when its chunk lasts "
         f"t >= e / (1 - e) x (push + pull time); K learners then run K x e times as fast as "
         f"one. Measured here with K = 1: push + pull {1e3 * net['comm_s_per_chunk']:.1f} ms "
-        f"per chunk (local Ray calls on a loaded machine; on a cluster, 2 round trips per "
-        f"shard plus the bytes over the link), {net['bytes_per_chunk']:,.0f} B moved per "
+        f"per chunk (local Ray calls on this machine at the load above; on a cluster, 2 "
+        f"round trips per shard plus the bytes over the link), {net['bytes_per_chunk']:,.0f} "
+        f"B moved per "
         f"chunk, {human(net['learner_steps_per_s'])} env steps/s inside a chunk. For e = "
         f"{net['efficiency']:g} a chunk must last >= {1e3 * net['min_chunk_s']:.0f} ms; for "
         f"a speed-up X over one learner, with {net['shards']} shards:",
