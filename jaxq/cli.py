@@ -1110,6 +1110,7 @@ def _check_ray(args: argparse.Namespace, config: TrainConfig) -> None:
         jray.check_address(args.ray, "--ray")
         jray.check_options(config, args.ray_learners, args.ps_shards, args.max_staleness,
                            args.ps_checkpoint_every, names=_RAY_FLAGS)
+        jray.check_checkpoint_dir(args.ps_checkpoint_dir, "--ps-checkpoint-dir")
     except (ValueError, TypeError) as e:
         raise CliError(flagify(e)) from None
     if args.ray_timeout <= 0:

@@ -96,6 +96,17 @@ def test_cli_bad_ray_flags_exit_2_before_writing(capsys, tmp_path, flags, match)
     assert not (tmp_path / "run").exists()
 
 
+def test_cli_refuses_a_used_ps_checkpoint_dir_before_writing(capsys, tmp_path):
+    used = tmp_path / "shards"
+    used.mkdir()
+    (used / "shard_0.npz").write_bytes(b"")
+    argv = ["train", "--ray", "local", "--ps-checkpoint-dir", str(used),
+            "--out", str(tmp_path / "run")]
+    err = error(capsys, argv)
+    assert "--ps-checkpoint-dir" in err and "shard_0.npz" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_table_the_shards_cannot_hold_is_refused():
     with pytest.raises(ValueError, match="more than the shards serve"):
         jray.check_options(CONFIG.replace(env_id="Maze-v0", env_kwargs={"size": 4096},
