@@ -1,6 +1,6 @@
 """Device-parallel strategies on 8 forced CPU devices (``make test`` runs this session
 with ``JAXQ_MULTIDEVICE=1``): equality with one device, table placement, staleness,
-several processes, and the errors."""
+the errors (several processes: tests/slow/multidevice/test_multi_process.py)."""
 
 import os
 import socket
@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import jaxq
-from cli_runner import run as _cli_run
 from jaxq.config import TrainConfig
 from jaxq.training import build_learner, make_train
 
@@ -158,24 +157,6 @@ TRAIN_ARGS = ["--env", "FrozenLake-v1", "--num-envs", "64", "--total-steps", "25
               "--num-chunks", "2", "--eval-episodes", "64", "--no-progress"]
 
 
-# the CLI's --coordinator flags with the replicated table; sharded across processes is
-# checked (against one device too) by the checkpoint test below
-@pytest.mark.parametrize("strategy", ["replicated"])
-def test_two_processes_train_one_table(tmp_path, strategy):
-    port = _free_port()
-    procs = [_cli(TRAIN_ARGS + ["--strategy", strategy, "--out", str(tmp_path / "multi"),
-                                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                                "--process-id", str(i)]) for i in range(2)]
-    outs = [p.communicate(timeout=180)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    # the one-device run in this process (one device of the 8), not a third process
-    code, out, err = _cli_run(["train", *TRAIN_ARGS, "--out", str(tmp_path / "single")])
-    assert code == 0, out + err
-    # equal up to float summation order (per-device partial sums are all-reduced)
-    np.testing.assert_allclose(np.load(tmp_path / "multi" / "q.npy"),
-                               np.load(tmp_path / "single" / "q.npy"), rtol=1e-5, atol=1e-6)
-
-
 def test_unreachable_coordinator_is_a_clear_error(tmp_path):
     p = _cli(TRAIN_ARGS + ["--strategy", "replicated", "--out", str(tmp_path),
                            "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2",
@@ -184,49 +165,3 @@ def test_unreachable_coordinator_is_a_clear_error(tmp_path):
     assert p.returncode == 2 and "unreachable after 2s" in out, out
 
 
-_RESUME_SCRIPT = r"""
-import sys
-import numpy as np
-from jaxq import strategies
-port, pid, strategy, out = sys.argv[1:5]
-strategies.init_distributed(f"127.0.0.1:{port}", 2, int(pid), timeout_s=60)
-import jax
-import jaxq
-cfg = jaxq.TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=64 * 100 * 4,
-                       num_chunks=4, strategy=strategy, eval_every=0, seed=3)
-for mode in ("full", "interrupted"):  # one process pair, its programs compiled once
-    kw = dict(progress=False, checkpoint_path=f"{out}/{mode}/ckpt.npz", checkpoint_every=1)
-    if mode == "interrupted":
-        jaxq.train(cfg, **kw, stop_after_chunks=2)
-        kw["resume"] = True  # a second process pair would do this; here the same pair
-    res = jaxq.train(cfg, **kw)
-    if jax.process_index() == 0:
-        np.save(f"{out}/{mode}/q.npy", np.asarray(res.q))
-        np.save(f"{out}/{mode}/returns.npy", np.asarray(res.metrics["mean_return"]))
-"""
-
-
-@pytest.mark.parametrize("strategy", ["sharded"])  # each process owns half the rows
-def test_two_processes_checkpoint_and_resume_bit_for_bit(tmp_path, strategy):
-    """Every process saves (process 0 writes), every process resumes from the shared file
-    with the run's own layout: the table is the uninterrupted run's, bit for bit; and the
-    two processes' table is one device's (up to float summation order). The uninterrupted
-    and the interrupted-and-resumed runs share one process pair (two pairs cost ~30 s more
-    CPU: each process imports JAX and compiles)."""
-    full, resumed = tmp_path / "full", tmp_path / "interrupted"
-    full.mkdir()
-    resumed.mkdir()
-    port = _free_port()
-    env = {**os.environ, "XLA_FLAGS": "", "JAXQ_MULTIDEVICE": ""}
-    procs = [subprocess.Popen([sys.executable, "-c", _RESUME_SCRIPT, str(port), str(i),
-                               strategy, str(tmp_path)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
-    outs = [p.communicate(timeout=240)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    np.testing.assert_array_equal(np.load(resumed / "q.npy"), np.load(full / "q.npy"))
-    np.testing.assert_array_equal(np.load(resumed / "returns.npy"),
-                                  np.load(full / "returns.npy"))
-    one = jaxq.train(TrainConfig(env_id="FrozenLake-v1", num_envs=64, total_steps=64 * 100 * 4,
-                                 num_chunks=4, eval_every=0, seed=3), progress=False)
-    np.testing.assert_allclose(np.load(full / "q.npy"), one.q, rtol=1e-5, atol=1e-6)
