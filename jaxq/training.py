@@ -556,12 +556,15 @@ def train(
         if restored is not None:
             bar.note(f"resuming at chunk {start}/{plan['num_chunks']} from {checkpoint_path}")
     has_success = learner.venv.has_success
-    run_s = 0.0
-    for i in range(start, end):
-        t1 = time.perf_counter()
-        carry, raw = chunk_c(carry, hp, ep)
+    run_s, t_prev = 0.0, time.perf_counter()
+
+    def record(i: int, raw) -> None:
+        """Wait for chunk ``i``'s metrics; add them to the history, the progress bar and
+        the callback. Its time is the wall time since the previous chunk was recorded."""
+        nonlocal history, run_s, t_prev
         raw = jax.device_get(raw)
-        dt = time.perf_counter() - t1
+        t_now = time.perf_counter()
+        dt, t_prev = t_now - t_prev, t_now
         run_s += dt
         history = metrics_lib.append_history(history, metrics_lib.host_metrics(
             {k: np.atleast_1d(v) for k, v in raw.items()}, i, plan["chunk_iters"],
@@ -572,8 +575,24 @@ def train(
             row: dict[str, float] = {k: v[-1].item() for k, v in history.items()}
             row["episodes"] = int(np.sum(history["episodes_in_chunk"]))
             callback(i + 1, row)
+
+    # Chunk i + 1 is dispatched before chunk i's metrics are read and recorded, so the
+    # device does not wait for the host's bookkeeping (JAX dispatches asynchronously);
+    # the chunks, and so the table, are the same. A chunk after which a checkpoint is due
+    # is recorded and saved before the next one starts (its carry is donated to it).
+    pending = None
+    for i in range(start, end):
+        carry, raw = chunk_c(carry, hp, ep)
+        if pending is not None:
+            record(*pending)
+        pending = (i, raw)
         if checkpoint_every and ((i + 1) % checkpoint_every == 0 or i + 1 == plan["num_chunks"]):
+            record(*pending)
+            pending = None
             ckpt.save(checkpoint_path, carry, history, config_json)
+            t_prev = time.perf_counter()  # saving is not training time
+    if pending is not None:
+        record(*pending)
     if bar is not None:
         bar.close()
     steps_run = (end - start) * plan["chunk_iters"] * config.num_envs
