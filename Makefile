@@ -36,12 +36,13 @@ run: $(STAMP)
 # background (their reports are printed when all are done), so both cores stay busy to
 # the end; the rest of the 1-device session reports as it goes. Any failing fails
 # `make test`. Balanced by wall time on a quiet 2-core Intel Xeon VM (clean clone,
-# 2026-12-02): with test_tiles in the 1-device rest and test_ray in make test, the rest took
-# 7:44, this slice 6:31 and the 8-device session 6:28; test_ray (~36 s, its own Ray
-# instance) moved to tests/slow and test_tiles (~19 s) here, so the three end together.
+# 2026-12-02 07:02Z, after this session's deep, tiles and prng tests): the rest took 8:08,
+# this slice 7:08 and the 8-device session 7:09 (8:21 with the venv bootstrap); then
+# test_deep_resume (~30 s) moved here and the PQN vmap-over-seeds test (~14 s) to
+# tests/slow, so the three end together near 7:30.
 BACKGROUND := tests/test_discretize.py tests/test_checkpoint.py tests/test_learners.py \
               tests/test_user_errors.py tests/test_textbook.py tests/test_cli.py \
-              tests/test_maze.py tests/test_tiles.py
+              tests/test_maze.py tests/test_tiles.py tests/test_deep_resume.py
 test: $(STAMP)
 	@log=$$(mktemp); log2=$$(mktemp); \
 	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice >$$log 2>&1 & multi=$$!; \
