@@ -394,9 +394,10 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
     """``jax.distributed.initialize`` from arguments or ``JAXQ_COORDINATOR`` /
     ``JAXQ_NUM_PROCESSES`` / ``JAXQ_PROCESS_ID``; returns whether it initialised.
 
-    On CPU it selects gloo collectives, so several processes on one machine (or
-    several machines) can train one table together. An unreachable coordinator raises
-    a clear error after ``timeout_s`` instead of hanging.
+    On CPU the processes exchange updates through JAX's gloo collectives (JAX's
+    default; jaxq changes no JAX setting and refuses to start where they are off), so
+    several processes on one machine (or several machines) train one table together. An
+    unreachable coordinator raises a clear error after ``timeout_s`` instead of hanging.
     """
     coordinator = coordinator or os.environ.get("JAXQ_COORDINATOR")
     if not coordinator:
@@ -412,14 +413,19 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
     host, _, port = coordinator.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
+    # CPU processes need cross-process collectives; JAX's default is gloo. jaxq does not
+    # change JAX's settings: where the user's JAX (or the user) turned them off, say how
+    # to turn them on instead of training a table per process.
+    cpu_collectives = getattr(jax.config, "jax_cpu_collectives_implementation", "gloo")
+    if cpu_collectives in (None, "", "none"):
+        raise ValueError(
+            "several processes on CPU need JAX's cross-process collectives, which are off "
+            f"(jax_cpu_collectives_implementation={cpu_collectives!r}); call "
+            "jax.config.update('jax_cpu_collectives_implementation', 'gloo') first")
     if process_id != 0:
         # JAX aborts the whole process when it cannot register in time; check first that
         # the coordinator answers at all, so an unreachable one is a clear error.
         _wait_for_port(host.strip("[]"), int(port), timeout_s, coordinator)
-    try:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    except Exception:  # older/newer jax without the option: its default applies
-        pass
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                    process_id=process_id,

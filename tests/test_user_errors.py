@@ -263,3 +263,18 @@ def test_evaluate_returns_python_floats():
     env, params = jaxq.make("FrozenLake-v1")
     ev = jaxq.evaluate(env, params, np.zeros((16, 4), np.float32), num_episodes=3)
     assert all(type(x) is float for x in ev), ev
+
+
+def test_init_distributed_changes_no_jax_setting_and_refuses_collectives_off():
+    """Joining processes leaves JAX's settings as they are (gloo is JAX's default); where
+    CPU collectives are off it says how to turn them on, before contacting anyone."""
+    from jaxq import strategies
+
+    before = jax.config.jax_cpu_collectives_implementation
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", None)
+        with pytest.raises(ValueError, match="jax_cpu_collectives_implementation=None"):
+            strategies.init_distributed("127.0.0.1:1", 2, 1, timeout_s=1)
+        assert jax.config.jax_cpu_collectives_implementation is None  # untouched
+    finally:
+        jax.config.update("jax_cpu_collectives_implementation", before)
