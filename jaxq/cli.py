@@ -292,6 +292,22 @@ def _write_json(path: str, obj: Any) -> None:
         f.write("\n")
 
 
+def _prepare_out(out: str, config: TrainConfig, found: list[str], resuming: bool) -> None:
+    """Create --out; with --overwrite remove the earlier run's files (``found``) and say
+    so; write config.json unless resuming (a resume with other flags must not clobber
+    the run's). Called once everything is checked."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        if found and not resuming:  # --overwrite
+            for name in found:
+                os.remove(os.path.join(out, name))
+            print(f"{PROG}: overwriting the run in {out} ({', '.join(found)})", file=sys.stderr)
+        if not resuming:
+            _write_config(out, config)
+    except OSError as e:
+        raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+
+
 def _write_config(out: str, config: TrainConfig) -> None:
     with open(os.path.join(out, "config.json"), "w") as f:
         f.write(config.to_json() + "\n")
@@ -548,17 +564,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return
         if config.q_function != "table" and _defaults_line(config):
             print(_defaults_line(config), file=sys.stderr)
-        try:
-            os.makedirs(out, exist_ok=True)
-            if found and not resuming:  # --overwrite
-                for name in found:
-                    os.remove(os.path.join(out, name))
-                print(f"{PROG}: overwriting the run in {out} ({', '.join(found)})",
-                      file=sys.stderr)
-            if not resuming:  # a resume with other flags must not clobber the run's
-                _write_config(out, config)
-        except OSError as e:
-            raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+        _prepare_out(out, config, found, resuming)
         if args.tensorboard is not None:
             from jaxq.logging_utils import TensorBoardLogger
             try:
@@ -955,17 +961,7 @@ def _train_mlp(args: argparse.Namespace, config: TrainConfig) -> int:
         """Everything checked (the checkpoint too): say the defaults taken, write."""
         if _defaults_line(config):
             print(_defaults_line(config), file=sys.stderr)
-        try:
-            os.makedirs(out, exist_ok=True)
-            if found and not resuming:  # --overwrite
-                for name in found:
-                    os.remove(os.path.join(out, name))
-                print(f"{PROG}: overwriting the run in {out} ({', '.join(found)})",
-                      file=sys.stderr)
-            if not resuming:  # a resume with other flags must not clobber the run's
-                _write_config(out, config)
-        except OSError as e:
-            raise CliError(f"--out {out!r}: {e.strerror or e}") from None
+        _prepare_out(out, config, found, resuming)
 
     logger = None
     if args.tensorboard is not None:
