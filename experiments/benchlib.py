@@ -25,12 +25,17 @@ different scripts and machines read alike:
   and leaving everything outside the markers byte-for-byte untouched. Scripts render the
   section from the results dict alone, so the same results file always gives the same
   markdown (``--markdown-only`` in the scripts regenerates it).
+* ``experiment_parser`` / ``experiment_main``: the command line every script shares
+  (``--quick``, ``--full``, ``--out``, ``--seed``, ``--markdown-only``, ``--no-markdown``,
+  ``--no-plots``) and its ``main``: parse, then ``run_experiment`` rooted at the script's
+  own folder.
 * ``EnvSpec`` / ``load_env``: a jaxq tabular environment's exact model as NumPy arrays,
   what the host baselines (``baselines/``) learn on.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -437,6 +442,50 @@ def run_experiment(args: Any, experiment: str, run: Callable[[Any, Callable], di
     if not args.no_markdown:
         section(results)
     return results
+
+
+def experiment_parser(doc: str, quick_help: str, *,
+                      full_help: str | None = "accepted for the runner (= default)",
+                      sizes_exclusive: bool = False, plots: bool = False,
+                      markdown_only_help: str = "only re-render BENCHMARKS.md (and any plots) "
+                                                "from <out>/results/<experiment>/results.json",
+                      no_markdown_help: str = "write the results (and any plots) only",
+                      ) -> argparse.ArgumentParser:
+    """The parser of an experiment script with the flags ``run_experiment`` reads, so each
+    script adds only its own: ``--quick`` (``quick_help`` says what it runs), ``--full``
+    (``full_help``; None: no such flag, ``sizes_exclusive``: not with ``--quick``),
+    ``--out``, ``--seed``, ``--markdown-only``, ``--no-markdown`` and, with ``plots``,
+    ``--no-plots``. The description is the first paragraph of ``doc`` (the script's
+    docstring)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sizes = p.add_mutually_exclusive_group() if sizes_exclusive else p
+    sizes.add_argument("--quick", action="store_true", help=quick_help)
+    if full_help is not None:
+        sizes.add_argument("--full", action="store_true", help=full_help)
+    p.add_argument("--out", type=Path, default=None,
+                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--markdown-only", action="store_true", help=markdown_only_help)
+    p.add_argument("--no-markdown", action="store_true", help=no_markdown_help)
+    if plots:
+        p.add_argument("--no-plots", action="store_true")
+    return p
+
+
+def experiment_main(argv: list[str] | None, parse_args: Callable[[list[str] | None], Any],
+                    experiment: str, run: Callable[[Any, Callable], dict[str, Any]],
+                    render: Callable[[dict[str, Any]], str],
+                    plots: Callable[[dict[str, Any], Path], Sequence[Path]] | None = None, *,
+                    script: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """An experiment script's ``main``: ``parse_args(argv)``, keep ``argv`` on the
+    namespace (``args.argv``: the scripts record the command that made their results,
+    ``sys.argv`` when None) and ``run_experiment`` with ``script``'s folder (its
+    ``__file__``) as the default root, so results land beside the script that made them."""
+    args = parse_args(argv)
+    args.argv = argv
+    return run_experiment(args, experiment, run, render, plots, log=log,
+                          home=Path(script).resolve().parent)
 
 
 # ---------------------------------------------------------------------------------------

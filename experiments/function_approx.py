@@ -653,22 +653,14 @@ def render_markdown(results: dict[str, Any]) -> str:
 # command line
 # ---------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true",
-                      help="a smoke test: CartPole PQN and tiles, tiny sizes")
-    size.add_argument("--full", action="store_true",
-                      help="the default run with Breakout-MinAtar to 10M env steps")
+    p = benchlib.experiment_parser(
+        __doc__, "a smoke test: CartPole PQN and tiles, tiny sizes",
+        full_help="the default run with Breakout-MinAtar to 10M env steps",
+        sizes_exclusive=True, plots=True,
+        markdown_only_help="re-render the section and plots from the stored results.json")
     p.add_argument("--runs", nargs="+", default=None, metavar="ENV/KIND",
                    help=f"only these learning curves, of: {' '.join(ALL_RUNS)}")
     p.add_argument("--no-throughput", action="store_true", help="skip the throughput sweep")
-    p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--markdown-only", action="store_true",
-                   help="re-render the section and plots from the stored results.json")
-    p.add_argument("--no-markdown", action="store_true")
-    p.add_argument("--no-plots", action="store_true")
     args = p.parse_args(argv)
     if args.seed < 0:
         p.error(f"--seed must be >= 0, got {args.seed}")
@@ -681,11 +673,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   plots=make_plots, log=log,
-                                   home=Path(__file__).resolve().parent)
+    return benchlib.experiment_main(argv, parse_args, EXPERIMENT, run_benchmark,
+                                    render_markdown, make_plots, script=__file__, log=log)
 
 
 if __name__ == "__main__":
