@@ -422,24 +422,14 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="under a minute: FrozenLake 4x4, K = 1 and 2, a few chunks")
-    p.add_argument("--full", action="store_true", help="accepted for the runner (= default)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--markdown-only", action="store_true")
-    p.add_argument("--no-markdown", action="store_true")
-    p.add_argument("--no-plots", action="store_true")
-    return p.parse_args(argv)
+    return benchlib.experiment_parser(
+        __doc__, "under a minute: FrozenLake 4x4, K = 1 and 2, a few chunks",
+        plots=True).parse_args(argv)
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, make_plot,
-                                   log=log, home=Path(__file__).resolve().parent)
+    return benchlib.experiment_main(argv, parse_args, EXPERIMENT, run_benchmark,
+                                    render_markdown, make_plot, script=__file__, log=log)
 
 
 if __name__ == "__main__":
