@@ -429,6 +429,66 @@ def _check_tensorboard(path: str) -> None:
                        f"{TENSORBOARD_EXTRA}")
 
 
+def _check_mlp_processes(args: argparse.Namespace) -> None:
+    """``--q-function mlp`` and the ways to train over several processes, before a
+    coordinator is contacted: Ray's learners and shards hold a table, and a network
+    spans processes only through a mesh over every process's devices (strategies
+    ``replicated``/``async``); ``single`` would train one copy per process."""
+    from jaxq.deep_config import DEEP_STRATEGIES
+
+    if args.ray is not None:
+        raise CliError("--ray trains a table or tiles (Ray's parameter-server shards hold a "
+                       "table); --q-function mlp trains over several devices with --strategy "
+                       "replicated or async, over several processes with --coordinator too")
+    coordinator = "--coordinator" if args.coordinator else (
+        "JAXQ_COORDINATOR" if os.environ.get("JAXQ_COORDINATOR") else None)
+    strategy = getattr(args, "strategy", TrainConfig.strategy)
+    spanning = [s for s in DEEP_STRATEGIES if s != "single"]
+    if coordinator and strategy not in spanning:
+        raise CliError(f"{coordinator} trains a table or tiles with any --strategy, "
+                       f"--q-function mlp with --strategy {' or '.join(spanning)} (one network "
+                       f"over the devices of every process); got --strategy {strategy}")
+
+
+class _RunStart:
+    """What ``jaxq train`` does once everything is checked (``start``, its ``before_run``),
+    for every Q-function: with several processes, wait until each has checked --out
+    (process 0 must not write there first); then process 0 alone says the defaults
+    taken, prepares --out (``_prepare_out``) and opens the --tensorboard writer, which
+    ``log_chunk`` feeds and ``close`` closes."""
+
+    def __init__(self, args: argparse.Namespace, config: TrainConfig, found: list[str],
+                 resuming: bool, distributed: bool, writer: bool) -> None:
+        self.args, self.config, self.found, self.resuming = args, config, found, resuming
+        self.distributed, self.writer = distributed, writer
+        self.tb_logger: Any = None
+
+    def start(self) -> None:
+        if self.distributed:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("jaxq: --out checked")
+        if not self.writer:
+            return
+        if self.config.q_function != "table" and _defaults_line(self.config):
+            print(_defaults_line(self.config), file=sys.stderr)
+        _prepare_out(self.args.out, self.config, self.found, self.resuming)
+        if self.args.tensorboard is not None:
+            from jaxq.logging_utils import TensorBoardLogger
+            try:
+                self.tb_logger = TensorBoardLogger(self.args.tensorboard)
+            except OSError as e:
+                raise CliError(f"--tensorboard {self.args.tensorboard!r}: {e.strerror or e}"
+                               ) from None
+
+    def log_chunk(self, chunk: int, metrics: dict[str, float]) -> None:
+        if self.tb_logger is not None:
+            self.tb_logger(chunk, metrics)
+
+    def close(self) -> None:
+        if self.tb_logger is not None:
+            self.tb_logger.close()
+
+
 def _about(config: TrainConfig, env, params, q: np.ndarray) -> dict[str, Any]:
     """What metrics.json was made by and of: versions, devices, the table's size."""
     import platform
@@ -514,13 +574,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from jaxq import strategies
 
     if getattr(args, "q_function", None) == "mlp":
-        for flag, given in (("--coordinator", args.coordinator),
-                            ("--num-processes", args.num_processes),
-                            ("--process-id", args.process_id), ("--ray", args.ray)):
-            if given is not None:
-                raise CliError(f"{flag} trains a table or tiles over several processes; "
-                               "--q-function mlp runs in one process (--strategy replicated "
-                               "or async for several devices)")
+        _check_mlp_processes(args)
     try:  # before anything starts a JAX backend (TrainConfig's env check imports gymnax,
         # which does): all processes then see the global mesh
         distributed = strategies.init_distributed(
@@ -530,11 +584,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if isinstance(args.checkpoint_every, int) and args.checkpoint_every < 0:
         raise CliError(f"--checkpoint-every must be an int >= 0, got {args.checkpoint_every}")
+    writer = not distributed or jax.process_index() == 0
     if config.q_function == "mlp":
-        return _train_mlp(args, config)
+        return _train_mlp(args, config, distributed, writer)
     import jaxq
 
-    writer = not distributed or jax.process_index() == 0
     env, params = _resolve_env(config)
     _check_devices(config)
     if args.ray is not None:
@@ -549,29 +603,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
     cache_dir = None if args.no_compile_cache else default_dir(args.compile_cache)
     q_star = _q_star(env, params, config.gamma)
-    tb_logger = []  # the TensorBoard writer, made by start_run once everything is checked
-
-    def log_chunk(chunk: int, metrics: dict[str, float]) -> None:
-        if tb_logger:
-            tb_logger[0](chunk, metrics)
-
-    def start_run() -> None:
-        """Everything checked: create --out, clear a replaced run, write config.json."""
-        if distributed:  # every process has checked --out before process 0 writes there
-            from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices("jaxq: --out checked")
-        if not writer:
-            return
-        if config.q_function != "table" and _defaults_line(config):
-            print(_defaults_line(config), file=sys.stderr)
-        _prepare_out(out, config, found, resuming)
-        if args.tensorboard is not None:
-            from jaxq.logging_utils import TensorBoardLogger
-            try:
-                tb_logger.append(TensorBoardLogger(args.tensorboard))
-            except OSError as e:
-                raise CliError(f"--tensorboard {args.tensorboard!r}: {e.strerror or e}") from None
-
+    run = _RunStart(args, config, found, resuming, distributed, writer)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -579,13 +611,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 config, q_star, progress=not args.no_progress,
                 checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
                 checkpoint_every=args.checkpoint_every, resume=args.resume,
-                before_run=start_run, compile_cache=cache_dir,
-                callback=log_chunk if args.tensorboard is not None else None)
+                before_run=run.start, compile_cache=cache_dir,
+                callback=run.log_chunk if args.tensorboard is not None else None)
         except (ValueError, TypeError) as e:  # validation, corrupt or foreign checkpoint
             raise CliError(flagify(e)) from None
         finally:
-            for logger in tb_logger:
-                logger.close()
+            run.close()
 
     q = np.asarray(result.q, np.float32)
     trained, source = _final_evaluation(result, config, q)
@@ -931,10 +962,13 @@ def _write_deep_outputs(out: str, result: Any, about: dict[str, Any]) -> list[st
     return written
 
 
-def _train_mlp(args: argparse.Namespace, config: TrainConfig) -> int:
+def _train_mlp(args: argparse.Namespace, config: TrainConfig, distributed: bool,
+               writer: bool) -> int:
     """``jaxq train --q-function mlp``: validate (env, devices, --out, flags a network
     does not take), write config.json (the TrainConfig, defaults filled in), train PQN or
-    DQN through ``jaxq.train``, write params.npz, metrics.json, learning_curve.png."""
+    DQN through ``jaxq.train``, write params.npz, metrics.json, learning_curve.png. With
+    several processes (``distributed``) every process checks and trains, process 0 (the
+    ``writer``) alone writes, as for a table."""
     import jaxq
     from jaxq import deep_config
 
@@ -956,30 +990,22 @@ def _train_mlp(args: argparse.Namespace, config: TrainConfig) -> int:
     if args.resume and not resuming:
         print(f"{PROG}: no checkpoint at {ckpt}; starting from scratch", file=sys.stderr)
     cache_dir = None if args.no_compile_cache else default_dir(args.compile_cache)
-
-    def start_run() -> None:
-        """Everything checked (the checkpoint too): say the defaults taken, write."""
-        if _defaults_line(config):
-            print(_defaults_line(config), file=sys.stderr)
-        _prepare_out(out, config, found, resuming)
-
-    logger = None
-    if args.tensorboard is not None:
-        from jaxq.logging_utils import TensorBoardLogger
-        logger = TensorBoardLogger(args.tensorboard)
+    run = _RunStart(args, config, found, resuming, distributed, writer)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             result = jaxq.train(
-                config, progress=not args.no_progress, before_run=start_run,
+                config, progress=not args.no_progress, before_run=run.start,
                 checkpoint_path=ckpt if (args.checkpoint_every or args.resume) else None,
                 checkpoint_every=args.checkpoint_every, resume=args.resume,
-                compile_cache=cache_dir, callback=logger)
+                compile_cache=cache_dir,
+                callback=run.log_chunk if args.tensorboard is not None else None)
     except (ValueError, TypeError) as e:
         raise CliError(flagify(e)) from None
     finally:
-        if logger is not None:
-            logger.close()
+        run.close()
+    if not writer:  # process 0 writes the outputs
+        return 0
     try:
         written = ["config.json"] + _write_deep_outputs(out, result, {
             "q_function": "mlp", "algo": config.deep_algo, "env_id": config.env_id,

@@ -278,3 +278,34 @@ def test_init_distributed_changes_no_jax_setting_and_refuses_collectives_off():
         assert jax.config.jax_cpu_collectives_implementation is None  # untouched
     finally:
         jax.config.update("jax_cpu_collectives_implementation", before)
+
+
+# ---- --q-function mlp over several processes: what is still refused ----------------------
+
+@pytest.mark.parametrize("argv, env, match", [
+    (["--ray", "local"], {},
+     r"--ray trains a table or tiles \(Ray's parameter-server shards hold a table\)"),
+    (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"], {},
+     r"--coordinator trains a table or tiles with any --strategy, --q-function mlp with "
+     r"--strategy replicated or async .*; got --strategy single"),
+    (["--strategy", "sharded", "--coordinator", "127.0.0.1:1", "--num-processes", "2",
+      "--process-id", "1"], {}, r"--strategy replicated or async .*; got --strategy sharded"),
+    ([], {"JAXQ_COORDINATOR": "127.0.0.1:1", "JAXQ_NUM_PROCESSES": "2", "JAXQ_PROCESS_ID": "1"},
+     r"JAXQ_COORDINATOR trains a table or tiles .*; got --strategy single"),
+])
+def test_mlp_over_processes_refused_before_contacting_anyone(tmp_path, capsys, monkeypatch,
+                                                             argv, env, match):
+    """A network trains over several processes only with a mesh spanning them (strategies
+    replicated and async) and never on Ray (a table's); the refusal names the flag (or
+    the environment variable) and comes before any coordinator is contacted: a 1 s
+    timeout would otherwise fail with another message."""
+    import re
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    err = _error(capsys, ["train", "--env", "CartPole-v1", "--q-function", "mlp",
+                          "--coordinator-timeout", "1", "--out", str(out), "--no-progress"]
+                 + argv)
+    assert re.search(match, err), err
+    assert not out.exists()

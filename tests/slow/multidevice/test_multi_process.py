@@ -1,7 +1,8 @@
 """Several processes (``jax.distributed``, 2 processes x 1 CPU device, gloo) train, checkpoint
 and resume as one process on two devices does: tables (replicated through the CLI's
 ``--coordinator`` flags, sharded through the library with a checkpoint and resume) and PQN
-replicated. Each process imports JAX and compiles its programs, about a minute of CPU per
+replicated (through the library, and through ``jaxq train --q-function mlp --coordinator``
+with a checkpoint and resume). Each process imports JAX and compiles its programs, about a minute of CPU per
 test on the 2-core machine, so they run in ``make test-slow`` (``make test-all``, CI);
 ``make test`` keeps the unreachable-coordinator error and every strategy on 8 devices of
 one process (tests/multidevice)."""
@@ -152,3 +153,56 @@ def test_two_processes_train_as_one_process_on_two_devices(tmp_path):
         assert v.dtype == multi[k].dtype and v.tobytes() == multi[k].tobytes(), k
     for k, v in one.metrics.items():
         np.testing.assert_array_equal(v, multi["metric_" + k], err_msg=k)
+
+
+MLP_ARGS = ["--env", "CartPole-v1", "--q-function", "mlp", "--strategy", "replicated",
+            "--num-devices", "2", "--num-envs", "8", "--total-steps", "256", "--rollout-len",
+            "8", "--num-minibatches", "2", "--num-epochs", "2", "--width", "16", "--depth", "1",
+            "--num-chunks", "2", "--eval-episodes", "4", "--eval-max-steps", "20",
+            "--no-compile-cache"]
+
+
+def _mlp_pair(out, *extra):
+    """``jaxq train`` MLP_ARGS as 2 processes (127.0.0.1) writing to ``out``; their output."""
+    port = _free_port()
+    procs = [_cli(MLP_ARGS + ["--out", str(out), "--checkpoint-every", "1", *extra,
+                              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                              "--process-id", str(i)]) for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert f"to {out}" in outs[0] and "wrote" not in outs[1], outs  # process 0 reports
+    return outs
+
+
+def _same_params(a_dir, b_dir):
+    with np.load(a_dir / "params.npz") as a, np.load(b_dir / "params.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_cli_trains_a_network_over_two_processes_as_one_process_on_two_devices(tmp_path):
+    """``jaxq train --q-function mlp --coordinator ...`` in 2 processes of 1 CPU device:
+    every process trains and checkpoints, process 0 alone writes and reports, process 1
+    exits 0 silently, and the saved parameters equal this process's run on 2 of its 8
+    devices bit for bit (the library's equality, test above, through the CLI's flags).
+    Then 2 processes ``--resume`` a checkpoint this process wrote after chunk 1 (one
+    process, 2 devices): every process reads it with its own layout and the run ends
+    with the uninterrupted parameters, bit for bit."""
+    from jaxq import cli
+
+    multi, single, resumed = tmp_path / "multi", tmp_path / "single", tmp_path / "resumed"
+    _mlp_pair(multi, "--no-progress")
+    assert {"config.json", "params.npz", "metrics.json", "checkpoint.npz"} <= set(
+        os.listdir(multi))
+    code, out, err = _cli_run(["train", *MLP_ARGS, "--out", str(single), "--no-progress"])
+    assert code == 0, out + err
+    _same_params(multi, single)
+
+    config = cli.config_from_args(cli.build_parser().parse_args(
+        ["train", *MLP_ARGS, "--out", str(resumed)]))
+    jaxq.train(config, checkpoint_path=str(resumed / "checkpoint.npz"), checkpoint_every=1,
+               stop_after_chunks=1, progress=False)  # interrupted after chunk 1 of 2
+    outs = _mlp_pair(resumed, "--resume")  # progress on: process 0 says where it resumes
+    assert f"resuming at chunk 1/2 from {resumed / 'checkpoint.npz'}" in outs[0], outs
+    _same_params(resumed, single)
