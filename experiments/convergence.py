@@ -270,16 +270,14 @@ def run_one(rule: str, num_envs: int, steps: int, points: int, evaluator: Greedy
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true",
-                      help="seconds, not a measurement: N = 1 and 16, 16k and 131k env steps; "
-                           "writes into a temp dir unless --out")
-    mode.add_argument("--full", action="store_true",
-                      help="accelerator-sized budgets (up to 8.6G env steps at N = 65,536)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
+    p = benchlib.experiment_parser(
+        __doc__, "seconds, not a measurement: N = 1 and 16, 16k and 131k env steps; writes "
+                 "into a temp dir unless --out",
+        full_help="accelerator-sized budgets (up to 8.6G env steps at N = 65,536)",
+        sizes_exclusive=True, plots=True,
+        markdown_only_help="only re-render BENCHMARKS.md from "
+                           "<out>/results/convergence/results.json",
+        no_markdown_help="write the JSON and plots only")
     p.add_argument("--rules", nargs="+", default=None, choices=RULES, help="default: all four")
     p.add_argument("--num-envs", type=int, nargs="+", default=None,
                    help="N values (default: the mode's)")
@@ -292,11 +290,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cap-s", type=float, default=CAP_S,
                    help="stop a run at the first checkpoint past this many seconds of training "
                         f"(a safety net; default {CAP_S:g}; 0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--markdown-only", action="store_true",
-                   help="only re-render BENCHMARKS.md from <out>/results/convergence/results.json")
-    p.add_argument("--no-markdown", action="store_true", help="write the JSON and plots only")
     args = p.parse_args(argv)
     if args.num_envs is not None and any(n < 1 for n in args.num_envs):
         p.error("--num-envs values must be >= 1")
@@ -483,11 +476,9 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   lambda r, d: list(make_plots(r, d).values()), log,
-                                   home=Path(__file__).resolve().parent)
+    return benchlib.experiment_main(argv, parse_args, EXPERIMENT, run_benchmark, render_markdown,
+                                    lambda r, d: list(make_plots(r, d).values()),
+                                    script=__file__, log=log)
 
 
 if __name__ == "__main__":

@@ -322,25 +322,20 @@ def measure_case(case: Case, sizes: list[int], target_s: float, repeats: int, se
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="seconds, not a measurement: N = 1 and 16, short runs, and a few envs "
-                        "unless --envs is given; writes into a temp dir unless --out")
+    p = benchlib.experiment_parser(
+        __doc__, "seconds, not a measurement: N = 1 and 16, short runs, and a few envs unless "
+                 "--envs is given; writes into a temp dir unless --out", full_help=None,
+        markdown_only_help="only re-render BENCHMARKS.md from "
+                           "<out>/results/env_throughput/results.json",
+        no_markdown_help="write the JSON only")
     p.add_argument("--max-envs", type=int, default=None,
                    help=f"largest N (powers of 4 from 1; default {DEFAULT_MAX_ENVS})")
     p.add_argument("--envs", nargs="+", default=None, metavar="ID",
                    help="only these rows: env ids, row labels or impls (jaxq, gymnax, numpy, "
                         "jaxq-gymnax-api)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
     p.add_argument("--target-s", type=float, default=None,
                    help="seconds per timed run (default 0.2; --quick 0.02)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs (default 3; --quick 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--markdown-only", action="store_true",
-                   help="only re-render BENCHMARKS.md from <out>/results/env_throughput/results.json")
-    p.add_argument("--no-markdown", action="store_true", help="write the JSON only")
     return p.parse_args(argv)
 
 
@@ -481,10 +476,8 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown, log=log,
-                                   home=Path(__file__).resolve().parent)
+    return benchlib.experiment_main(argv, parse_args, EXPERIMENT, run_benchmark,
+                                    render_markdown, script=__file__, log=log)
 
 
 if __name__ == "__main__":

@@ -315,27 +315,19 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true",
-                      help="seconds, not a measurement: 2 x 3 x 3 learners, 4 envs, 32k steps; "
-                           "writes into a temp dir unless --out")
-    mode.add_argument("--full", action="store_true",
-                      help="10 x 10 x 10 = 1,000 learners of 16 envs, 2M steps each")
-    p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
+    p = benchlib.experiment_parser(
+        __doc__, "seconds, not a measurement: 2 x 3 x 3 learners, 4 envs, 32k steps; writes "
+                 "into a temp dir unless --out",
+        full_help="10 x 10 x 10 = 1,000 learners of 16 envs, 2M steps each",
+        sizes_exclusive=True, plots=True,
+        markdown_only_help="only re-render BENCHMARKS.md from <out>/results/sweeps/results.json",
+        no_markdown_help="write the JSON and plot only")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--lrs", type=int, default=None, help="learning rates (log-spaced 0.01..1)")
     p.add_argument("--epsilons", type=int, default=None, help="epsilons (log-spaced 0.01..1)")
     p.add_argument("--num-envs", type=int, default=None, help="environments per learner")
     p.add_argument("--steps", type=int, default=None, help="env steps per learner")
     p.add_argument("--repeats", type=int, default=None, help="timed calls")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--markdown-only", action="store_true",
-                   help="only re-render BENCHMARKS.md from <out>/results/sweeps/results.json")
-    p.add_argument("--no-markdown", action="store_true", help="write the JSON and plot only")
     args = p.parse_args(argv)
     for k in ("seeds", "lrs", "epsilons", "num_envs", "steps", "repeats"):
         v = getattr(args, k)
@@ -345,11 +337,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   lambda r, d: [make_plot(r, d)], log,
-                                   home=Path(__file__).resolve().parent)
+    return benchlib.experiment_main(argv, parse_args, EXPERIMENT, run_benchmark, render_markdown,
+                                    lambda r, d: [make_plot(r, d)], script=__file__, log=log)
 
 
 if __name__ == "__main__":

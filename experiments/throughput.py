@@ -367,16 +367,13 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 # the run
 # ---------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true",
-                      help="seconds, not a measurement: N <= 16, two envs, two rules; "
-                           "writes into a temp dir unless --out")
-    mode.add_argument("--full", action="store_true",
-                      help="accelerator-sized: longer timings, the 1024x1024 maze, every device")
-    p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
+    p = benchlib.experiment_parser(
+        __doc__, "seconds, not a measurement: N <= 16, two envs, two rules; writes into a "
+                 "temp dir unless --out",
+        full_help="accelerator-sized: longer timings, the 1024x1024 maze, every device",
+        sizes_exclusive=True, plots=True,
+        markdown_only_help="only re-render BENCHMARKS.md and the plots from results.json",
+        no_markdown_help="write the JSON and plots only")
     p.add_argument("--max-envs", type=int, default=None, help="largest N (default 2^20)")
     p.add_argument("--target-s", type=float, default=None, help="seconds per timed call")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per point")
@@ -388,11 +385,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds per (env, N) of the goals' figures (default 7; "
                         "--quick 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--markdown-only", action="store_true",
-                   help="only re-render BENCHMARKS.md and the plots from results.json")
-    p.add_argument("--no-markdown", action="store_true", help="write the JSON and plots only")
     args = p.parse_args(argv)
     for k in ("max_envs", "repeats", "devices", "rounds"):
         v = getattr(args, k)
@@ -923,11 +915,8 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   make_plots, log,
-                                   home=Path(__file__).resolve().parent)
+    return benchlib.experiment_main(argv, parse_args, EXPERIMENT, run_benchmark, render_markdown,
+                                    make_plots, script=__file__, log=log)
 
 
 if __name__ == "__main__":

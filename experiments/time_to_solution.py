@@ -778,16 +778,14 @@ def render_markdown(results: dict[str, Any]) -> str:
 # command line
 # ---------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true",
-                      help="seconds, not a measurement: 16x16 and 32x32 mazes, caps of 0.5-10 "
-                           "s; writes into a temp dir unless --out")
-    mode.add_argument("--full", action="store_true",
-                      help="accelerator-sized: 600 s caps, the classic loop on the 1024 maze")
-    p.add_argument("--out", type=Path, default=None,
-                   help="root for results/ and BENCHMARKS.md (default: experiments/)")
+    p = benchlib.experiment_parser(
+        __doc__, "seconds, not a measurement: 16x16 and 32x32 mazes, caps of 0.5-10 s; "
+                 "writes into a temp dir unless --out",
+        full_help="accelerator-sized: 600 s caps, the classic loop on the 1024 maze",
+        sizes_exclusive=True, plots=True,
+        markdown_only_help="only re-render the plot and BENCHMARKS.md from "
+                           "<out>/results/time_to_solution/results.json",
+        no_markdown_help="write the JSON and plot only")
     p.add_argument("--envs", nargs="+", default=None, metavar="KEY",
                    help="only these envs (frozenlake8x8 taxi maze64 maze256 maze1024; "
                         "--quick: maze16 maze32)")
@@ -796,21 +794,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--classic-cap-s", type=float, default=None,
                    help="the classic loop's cap on every env (the 256 maze's may be raised "
                         "to decide the goal)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--markdown-only", action="store_true",
-                   help="only re-render the plot and BENCHMARKS.md from "
-                        "<out>/results/time_to_solution/results.json")
-    p.add_argument("--no-markdown", action="store_true", help="write the JSON and plot only")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, log: Log = print) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.argv = argv
-    return benchlib.run_experiment(args, EXPERIMENT, run_benchmark, render_markdown,
-                                   lambda r, d: [make_plot(r, d)], log,
-                                   home=Path(__file__).resolve().parent)
+    return benchlib.experiment_main(argv, parse_args, EXPERIMENT, run_benchmark, render_markdown,
+                                    lambda r, d: [make_plot(r, d)], script=__file__, log=log)
 
 
 if __name__ == "__main__":
