@@ -862,10 +862,9 @@ def render_markdown(results: dict[str, Any]) -> str:
                 if "error" in v]
         if errs:
             lines += ["Child runs that failed: " + "; ".join(errs) + ".", ""]
-    lines.append(
-        f"Run {info['date_utc']} on {benchlib.device_line(info)} ({benchlib.machine_line(info)})"
-        f"; {benchlib.versions_line(info)}; `{cfg['command']}` ({results['elapsed_s']:.0f} s "
-        f"of a {cfg['budget_s']:.0f} s budget). Raw: `results/{EXPERIMENT}/results.json`.")
+    lines.append(benchlib.run_line(
+        results, EXPERIMENT, on=f"{benchlib.device_line(info)} ({benchlib.machine_line(info)})",
+        elapsed_extra=f" of a {cfg['budget_s']:.0f} s budget"))
     return "\n".join(lines)
 
 

@@ -334,10 +334,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     la = results.get("load_average") or {}
     load = (f", 1-min load average {la['start']:g} at start / {la['end']:g} at end"
             if la.get("start") is not None and la.get("end") is not None else "")
-    lines.append(
-        f"Run {info['date_utc']} on {info['device']['description']}; "
-        f"{bl.versions_line(info)}; `{cfg['command']}` ({results['elapsed_s']:.0f} s{load}). "
-        f"Raw: `results/{EXPERIMENT}/results.json`.")
+    lines.append(bl.run_line(results, EXPERIMENT, on=info["device"]["description"],
+                             elapsed_extra=load))
     return "\n".join(lines) + "\n"
 
 

@@ -102,6 +102,18 @@ def versions_line(info: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v[k]}" for k in ("jax", "jaxlib", "gymnax", "numpy") if v.get(k))
 
 
+def run_line(results: dict[str, Any], experiment: str, *, on: str | None = None,
+             versions_extra: str = "", elapsed_extra: str = "") -> str:
+    """A section's closing line, the same in every script so that all sections say alike
+    when and how their numbers were made: ``Run <date>[ on <on>]; <versions><versions_extra>;
+    `<command>` (<elapsed> s<elapsed_extra>). Raw: `results/<experiment>/results.json`.``"""
+    info = results["info"]
+    where = f" on {on}" if on else ""
+    return (f"Run {info['date_utc']}{where}; {versions_line(info)}{versions_extra}; "
+            f"`{results['config']['command']}` ({results['elapsed_s']:.0f} s{elapsed_extra}). "
+            f"Raw: `results/{experiment}/results.json`.")
+
+
 # ---------------------------------------------------------------------------------------
 # timing
 # ---------------------------------------------------------------------------------------

@@ -468,10 +468,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines.append("")
     lines += [f"![convergence vs env steps](results/{EXPERIMENT}/{PLOTS['steps']}) "
               f"![convergence vs wall-clock](results/{EXPERIMENT}/{PLOTS['wall']})", ""]
-    lines.append(
-        f"Run {info['date_utc']} on {info['device']['description']}; "
-        f"{benchlib.versions_line(info)}; `{cfg['command']}` ({results['elapsed_s']:.0f} s). "
-        f"Raw: `results/{EXPERIMENT}/results.json`.")
+    lines.append(benchlib.run_line(results, EXPERIMENT, on=info["device"]["description"]))
     return "\n".join(lines) + "\n"
 
 

@@ -138,9 +138,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines.append(benchlib.table(["env", "N"] + [f"`{k}`" for k in SOURCES] + ["same table"],
                                 rows, ["l", "r", "r", "r", "l"]))
     lines.append("")
-    lines.append(f"Run {results['info']['date_utc']}; {benchlib.versions_line(results['info'])}"
-                 f"; `{cfg['command']}` ({results['elapsed_s']:.0f} s). "
-                 f"Raw: `results/{EXPERIMENT}/results.json`.")
+    lines.append(benchlib.run_line(results, EXPERIMENT))
     return "\n".join(lines)
 
 

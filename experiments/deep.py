@@ -116,9 +116,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                  f"summed over the seeds, learning included ({r['compile_s']:.1f} s compile, "
                  f"{r['run_s']:.1f} s run).")
     lines.append("")
-    lines.append(f"Run {results['info']['date_utc']}; {benchlib.versions_line(results['info'])}"
-                 f"; `{cfg['command']}` ({results['elapsed_s']:.0f} s). "
-                 f"Raw: `results/{EXPERIMENT}/results.json`.")
+    lines.append(benchlib.run_line(results, EXPERIMENT))
     return "\n".join(lines)
 
 

@@ -468,10 +468,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append(f"- {r['label']} ({r['impl']}, N={r['num_envs']:,}): `{r['error']}`")
     if errors:
         lines.append("")
-    lines.append(
-        f"Run {info['date_utc']} on {info['device']['description']}; "
-        f"{benchlib.versions_line(info)}; `{cfg['command']}` "
-        f"({results['elapsed_s']:.0f} s). Raw: `results/{EXPERIMENT}/results.json`.")
+    lines.append(benchlib.run_line(results, EXPERIMENT, on=info["device"]["description"]))
     return "\n".join(lines) + "\n"
 
 

@@ -414,9 +414,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "twice the push + pull time needs twice the env steps per chunk, and a shard's call "
         "rate falls as chunks grow. Add shards when one cannot answer 2K calls per chunk.",
         "",
-        f"Run {info['date_utc']}; {benchlib.versions_line(info)}, ray {results['ray']}; "
-        f"Ray started in {results['ray_start_s']:.1f} s; `{cfg['command']}` "
-        f"({results['elapsed_s']:.0f} s). Raw: `results/{EXPERIMENT}/results.json`.",
+        benchlib.run_line(results, EXPERIMENT, versions_extra=(
+            f", ray {results['ray']}; Ray started in {results['ray_start_s']:.1f} s")),
     ]
     return "\n".join(lines)
 

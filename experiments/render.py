@@ -99,10 +99,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                              ["l"] + ["r"] * (len(marks) + 1)), ""]
     lines += ["![cliff walking](results/sutton_barto/cliff_returns.png) "
               "![maximization bias](results/sutton_barto/maxbias_left.png)", ""]
-    lines.append(
-        f"Run {info['date_utc']} on {info['device']['description']}; "
-        f"{benchlib.versions_line(info)}; `{cfg['command']}` ({results['elapsed_s']:.0f} s). "
-        "Raw: `results/sutton_barto/results.json`.")
+    lines.append(benchlib.run_line(results, "sutton_barto", on=info["device"]["description"]))
     return "\n".join(lines) + "\n"
 
 

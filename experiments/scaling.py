@@ -879,9 +879,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += [f"Plots: `results/{EXPERIMENT}/{results['plots']['steps_per_s']}` (steps/s vs "
               f"devices), `results/{EXPERIMENT}/{results['plots']['staleness']}` "
               "(max|Q - Q*| and greedy success vs env steps).", ""]
-    lines.append(
-        f"Run {info['date_utc']}; {benchlib.versions_line(info)}; `{cfg['command']}` "
-        f"({results['elapsed_s']:.0f} s). Raw: `results/{EXPERIMENT}/results.json`.")
+    lines.append(benchlib.run_line(results, EXPERIMENT))
     return "\n".join(lines) + "\n"
 
 

@@ -307,9 +307,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"![sweep heat-map](results/{EXPERIMENT}/{PLOT})",
         "",
-        f"Run {info['date_utc']} on {info['device']['description']}; "
-        f"{benchlib.versions_line(info)}; `{cfg['command']}` ({results['elapsed_s']:.0f} s). "
-        f"Raw: `results/{EXPERIMENT}/results.json`.",
+        benchlib.run_line(results, EXPERIMENT, on=info["device"]["description"]),
     ]
     return "\n".join(lines) + "\n"
 

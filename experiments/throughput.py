@@ -907,10 +907,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{_ratio(r['numpy_optimized'])} the optimized vectorized NumPy (best against best, "
             f"each timed apart; the goals use the interleaved rounds above).")
         lines.append("")
-    lines.append(
-        f"Run {info['date_utc']} on {benchlib.device_line(info)} ({benchlib.machine_line(info)})"
-        f"; {benchlib.versions_line(info)}; `{cfg['command']}` ({results['elapsed_s']:.0f} s). "
-        f"Raw: `results/throughput/results.json`.")
+    lines.append(benchlib.run_line(
+        results, EXPERIMENT, on=f"{benchlib.device_line(info)} ({benchlib.machine_line(info)})"))
     return "\n".join(lines)
 
 
