@@ -701,6 +701,16 @@ def load_table(path: str) -> np.ndarray:
         raise CliError(f"cannot read --q {path!r}: {safe_reason(e)}") from None
 
 
+def _print_evaluation(ev: dict[str, float]) -> None:
+    """``jaxq eval``'s report of a greedy evaluation (``jaxq.evaluate``'s fields), the same
+    for a table and a run directory."""
+    for name, key, spec in (("mean return", "mean_return", ".4f"),
+                            ("success rate", "success_rate", ".3f"),
+                            ("mean length", "mean_length", ".1f"),
+                            ("finished", "finished", ".3f")):
+        print(f"  {name:<14}{_fmt(ev[key], spec)}")
+
+
 def _eval_run(args: argparse.Namespace, run_dir: str) -> int:
     """``jaxq eval --run DIR``: the run's greedy policy (``jaxq.load_policy``) with the env
     and keyword arguments of its config.json; a table run's figures are those of
@@ -722,11 +732,7 @@ def _eval_run(args: argparse.Namespace, run_dir: str) -> int:
         raise CliError(re.sub(r"^learner\b", "--learner", str(e))) from None
     print(f"{policy.env_id}: greedy policy of {run_dir} ({policy.kind}) over {args.episodes} "
           "episodes")
-    for name, key, spec in (("mean return", "mean_return", ".4f"),
-                            ("success rate", "success_rate", ".3f"),
-                            ("mean length", "mean_length", ".1f"),
-                            ("finished", "finished", ".3f")):
-        print(f"  {name:<14}{_fmt(ev[key], spec)}")
+    _print_evaluation(ev)
     return 0
 
 
@@ -774,11 +780,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as e:
         raise CliError(e) from None
     print(f"{env.name}: greedy policy of {args.q} over {args.episodes} episodes")
-    for name, key, spec in (("mean return", "mean_return", ".4f"),
-                            ("success rate", "success_rate", ".3f"),
-                            ("mean length", "mean_length", ".1f"),
-                            ("finished", "finished", ".3f")):
-        print(f"  {name:<14}{_fmt(ev[key], spec)}")
+    _print_evaluation(ev)
     return 0
 
 
