@@ -72,7 +72,11 @@ class DeepConfig:
     ``train_every`` iterations one minibatch of ``batch_size`` is sampled; the target
     network becomes ``tau * online + (1 - tau) * target`` every ``target_update_every``
     gradient steps (tau = 1: a hard copy); ``double_q`` selects the bootstrap action with
-    the online network (van Hasselt et al. 2016).
+    the online network (van Hasselt et al. 2016). The buffer keeps the last
+    ``buffer_size // num_envs`` steps of every environment (``buffer_size`` rounded down
+    to a multiple of ``num_envs``) and a minibatch takes ``batch_size / num_envs`` of
+    every environment's (``batch_size`` must be a multiple of ``num_envs``), the split
+    that lets strategy ``replicated`` keep each env's transitions on its own device.
     """
 
     algo: str = "pqn"
@@ -118,9 +122,10 @@ class DeepConfig:
     target_update_every: int = 100
     tau: float = 1.0
     double_q: bool = True
-    # where it runs (PQN: replicated = gradients all-reduced over devices; async = the
-    # same learners, while the actors act on a copy of the parameters refreshed every
-    # sync_every updates, Mnih et al. 2016)
+    # where it runs (replicated = the envs split over devices, each minibatch's gradient
+    # all-reduced; async = the same learners, while the actors act on a copy of the
+    # parameters refreshed every sync_every updates (PQN) or iterations (DQN), Mnih et al.
+    # 2016)
     strategy: str = "single"
     num_devices: int | None = None
     sync_every: int = 1
@@ -172,9 +177,6 @@ class DeepConfig:
             raise ValueError(f"sync_every={self.sync_every} needs strategy 'async' (the "
                              "actors' stale copy); other strategies act on the live "
                              "parameters: sync_every must be 1")
-        if self.algo == "dqn" and self.strategy != "single":
-            raise ValueError(f"strategy {self.strategy!r} is implemented for algo 'pqn' (its "
-                             "gradients are all-reduced); algo 'dqn' runs with strategy 'single'")
         if self.algo == "pqn" and self.rollout_len % self.num_minibatches:
             raise ValueError(
                 f"rollout_len ({self.rollout_len}) must be divisible by num_minibatches "
@@ -187,6 +189,11 @@ class DeepConfig:
             if self.buffer_size < self.num_envs:
                 raise ValueError(f"buffer_size ({self.buffer_size}) must be >= num_envs "
                                  f"({self.num_envs}): one step of every env enters at once")
+            if self.batch_size % self.num_envs:
+                raise ValueError(
+                    f"batch_size ({self.batch_size}) must be divisible by num_envs "
+                    f"({self.num_envs}): a DQN minibatch is batch_size / num_envs transitions "
+                    "of every environment, each from its own steps in the replay buffer")
         plan = self.plan()
         if plan["iterations"] * (self.rollout_len if self.algo == "pqn" else 1) > INT32_MAX:
             raise ValueError("total_steps / num_envs must be below 2**31 env-step iterations")
@@ -332,7 +339,7 @@ def make_train_deep(config: DeepConfig, mesh: Any = None) -> Callable[..., Any]:
         from jaxq.pqn import make_train_pqn
         return make_train_pqn(config, mesh)
     from jaxq.dqn import make_train_dqn
-    return make_train_dqn(config)
+    return make_train_dqn(config, mesh)
 
 
 def train_deep(config: DeepConfig, mesh: Any = None, *, out: str | None = None,

@@ -44,17 +44,15 @@ CHECKPOINT = "checkpoint.npz"  # in ``out``, as ``jaxq train --out`` names its o
 
 
 def make_learner(config: DeepConfig, mesh: Any = None) -> DeepLearner:
-    """PQN's or DQN's ``DeepLearner``, by ``config.algo`` (``mesh``: PQN's devices)."""
+    """PQN's or DQN's ``DeepLearner``, by ``config.algo`` (``mesh``: the devices of
+    strategies ``replicated``/``async``; default ``config.num_devices`` of JAX's)."""
     if not isinstance(config, DeepConfig):
         raise TypeError(f"config must be a DeepConfig, got {type(config).__name__}")
     if config.algo == "pqn":
         from jaxq.pqn import make_pqn_learner
         return make_pqn_learner(config, mesh)
-    if mesh is not None:
-        raise ValueError("mesh is for algo 'pqn' (strategies 'replicated'/'async'); algo "
-                         "'dqn' runs on one device")
     from jaxq.dqn import make_dqn_learner
-    return make_dqn_learner(config)
+    return make_dqn_learner(config, mesh)
 
 
 def _host(x) -> np.ndarray:
@@ -109,9 +107,10 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
     config_json = config.to_json()
     path = None if out is None else checkpoint_path(out)
     restored = None
+    fresh = jax.eval_shape(learner.init, key, hp)  # the carry's shapes, dtypes, weak types
     if resume and os.path.exists(path):
         # before compiling: a corrupt or foreign checkpoint is reported at once
-        restored = ckpt.read(path, jax.eval_shape(learner.init, key, hp), config_json)
+        restored = ckpt.read(path, fresh, config_json)
     if before_run is not None:
         before_run()
 
@@ -123,8 +122,15 @@ def run(config: DeepConfig, *, mesh: Any = None, out: str | None = None,
     else:  # laid out as a fresh run's carry (sharded over devices, maybe processes)
         carry = ckpt.place(restored, init_c.output_shardings)
         raw = restored.history
+    # lowered for a fresh run's carry, weak types included (a restored leaf is strongly
+    # typed: an env's weak int32 step counter would otherwise trace, and compile, another
+    # program), so a resumed run runs, and loads from the cache, the program of a fresh one
+    abstract = jax.tree.map(
+        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding,
+                                                 weak_type=s.weak_type),
+        fresh, init_c.output_shardings)
     chunk_c = compile_cache_lib.compile(
-        jax.jit(learner.chunk, donate_argnums=0).lower(carry, hp), compile_cache)
+        jax.jit(learner.chunk, donate_argnums=0).lower(abstract, hp), compile_cache)
     compile_s = time.perf_counter() - t0
 
     plan = config.plan()

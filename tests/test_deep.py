@@ -53,24 +53,36 @@ def test_q_lambda_targets_match_a_hand_computation():
 # ---- replay ring, targets ------------------------------------------------------------
 
 def test_replay_ring_overwrites_the_oldest_and_samples_filled_slots():
+    """The ring is env-major ([envs, slots]): one step of every env per add, at the same
+    slot; a sample takes per_env transitions from every env's own row (the layout that
+    lets strategy replicated keep each env's transitions on its device)."""
     @jax.jit
-    def add(buf, start):  # three transitions numbered start, start + 1, start + 2
-        x = start + jnp.arange(3, dtype=jnp.float32)
+    def add(buf, step):  # one step of 2 envs: env e's transition numbered 10 e + step
+        x = jnp.array([0.0, 10.0]) + step
         return dqn.replay_add(buf, jnp.stack([x, -x], 1), x.astype(jnp.int32), x,
                               jnp.stack([x + 1, -x], 1), x > 100)
 
     sample = jax.jit(dqn.replay_sample, static_argnums=2)
-    buf = add(dqn.replay_init(5, jnp.zeros(2, jnp.float32)), 0.0)
+    buf = dqn.replay_init(4, jnp.zeros((2, 2), jnp.float32))
+    assert buf.obs.shape == (2, 4, 2) and buf.action.shape == (2, 4)
+    for step in range(3):
+        buf = add(buf, float(step))
     assert int(buf.pos) == 3 and int(buf.size) == 3
-    assert buf.action.tolist() == [0, 1, 2, 0, 0]
-    s = sample(buf, jax.random.key(0), 200)
-    assert set(s.action.tolist()) == {0, 1, 2}  # only filled slots
+    assert buf.action.tolist() == [[0, 1, 2, 0], [10, 11, 12, 0]]
+    s = sample(buf, jax.random.key(0), 100)
+    assert s.action.shape == (200,) and s.obs.shape == (200, 2)
+    # env by env: the first 100 from env 0's row, the next 100 from env 1's, filled only
+    assert set(s.action[:100].tolist()) == {0, 1, 2}
+    assert set(s.action[100:].tolist()) == {10, 11, 12}
     np.testing.assert_array_equal(s.next_obs[:, 0], s.obs[:, 0] + 1)  # rows stay together
-    buf = add(buf, 3.0)  # slots 3, 4, then wraps to 0
-    assert int(buf.pos) == 1 and int(buf.size) == 5
-    assert buf.action.tolist() == [5, 1, 2, 3, 4]
-    assert buf.reward.tolist() == [5.0, 1.0, 2.0, 3.0, 4.0]
-    assert set(sample(buf, jax.random.key(1), 200).action.tolist()) == {1, 2, 3, 4, 5}
+    for step in (3.0, 4.0):  # slot 3, then wraps to slot 0
+        buf = add(buf, step)
+    assert int(buf.pos) == 1 and int(buf.size) == 4
+    assert buf.action.tolist() == [[4, 1, 2, 3], [14, 11, 12, 13]]
+    assert buf.reward.tolist() == [[4.0, 1.0, 2.0, 3.0], [14.0, 11.0, 12.0, 13.0]]
+    s = sample(buf, jax.random.key(1), 100)
+    assert set(s.action[:100].tolist()) == {1, 2, 3, 4}
+    assert set(s.action[100:].tolist()) == {11, 12, 13, 14}
 
 
 def test_target_network_copies_every_c_steps_or_moves_by_tau():
@@ -105,7 +117,8 @@ def test_double_dqn_picks_with_the_online_network():
     (dict(algo="dqn", buffer_size=16, batch_size=8, num_envs=32), "buffer_size (16) must be >= num_envs"),
     (dict(rollout_len=10, num_minibatches=4), "rollout_len (10) must be divisible by num_minibatches"),
     (dict(algo="a2c"), "algo must be one of ['pqn', 'dqn']"),
-    (dict(algo="dqn", strategy="replicated"), "algo 'dqn' runs with strategy 'single'"),
+    (dict(algo="dqn", batch_size=100, num_envs=32),
+     "batch_size (100) must be divisible by num_envs (32)"),
     (dict(tau=0.0), "tau must be in (0.0, 1.0]"),
     (dict(layer_norm="yes"), "layer_norm must be true or false"),
     (dict(env_id="CartPole-v9"), "unknown env_id 'CartPole-v9'"),
