@@ -150,8 +150,8 @@ def test_make_train_of_an_mlp_config_is_the_networks_pure_train():
     (dict(**MLP, learners="independent"), "learners='independent' has no effect"),
     (dict(**MLP, lr_decay_fraction=0.5), "lr_decay_fraction=0.5 has no effect"),
     (dict(**MLP, strategy="sharded"), r"strategy must be one of \['single', 'replicated'"),
-    (dict(**MLP, deep_algo="dqn", strategy="replicated", num_devices=1),
-     "implemented for deep_algo 'pqn'.*deep_algo 'dqn' runs with strategy 'single'"),
+    (dict(**MLP, deep_algo="dqn", batch_size=100),
+     r"batch_size \(100\) must be divisible by num_envs \(32\)"),
     # network settings given to a table or tiles
     (dict(width=64), "width needs q_function='mlp'.*q_function='table' has none"),
     (dict(env_id="MountainCar-v0", q_function="tiles", q_lambda=0.9),

@@ -100,7 +100,8 @@ def test_stale_actors_still_learn_q_star_of_the_probe():
 @pytest.mark.parametrize("changes, match", [
     (dict(sync_every=4), "sync_every=4 needs strategy 'async'"),
     (dict(strategy="async", sync_every=0), "sync_every must be >= 1"),
-    (dict(algo="dqn", strategy="async"), "strategy 'async' is implemented for algo 'pqn'"),
+    (dict(algo="dqn", strategy="async", batch_size=100),
+     r"batch_size \(100\) must be divisible by num_envs \(8\)"),
 ])
 def test_bad_async_settings(changes, match):
     kw = {k: v for k, v in CARTPOLE.items() if k != "num_devices"}
