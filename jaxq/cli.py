@@ -102,8 +102,11 @@ _HELP = {
     "num_epochs": "mlp pqn: epochs of SGD over each rollout",
     "num_minibatches": "mlp pqn: minibatches per epoch (must divide --rollout-len)",
     "q_lambda": "mlp pqn: lambda of the Q(lambda) targets, in [0, 1]",
-    "buffer_size": "mlp dqn: replay buffer size in transitions (>= --batch-size)",
-    "batch_size": "mlp dqn: transitions per gradient step",
+    "buffer_size": "mlp dqn: replay buffer size in transitions (>= --batch-size and "
+                   "--num-envs), rounded down to a multiple of --num-envs: each env keeps "
+                   "its own last buffer-size / num-envs steps",
+    "batch_size": "mlp dqn: transitions per gradient step, a multiple of --num-envs: "
+                  "batch-size / num-envs from each env's steps",
     "learning_starts": "mlp dqn: env steps before the first gradient step",
     "train_every": "mlp dqn: env-step iterations per gradient step",
     "target_update_every": "mlp dqn: gradient steps between target-network updates",
