@@ -52,7 +52,9 @@ def test_mlp_row_is_deepconfigs_defaults():
         want = deep["algo" if name == "deep_algo" else name]
         assert value == want and type(value) is type(want), (name, value, want)
     assert set(MLP_FIELDS) <= set(row)
-    assert DeepConfig(env_id="CartPole-v1") == TrainConfig(**MLP).deep_config()
+    # an env without a row of its own (CartPole-v1, Acrobot-v1, Breakout-MinAtar have one)
+    assert DeepConfig(env_id="MountainCar-v0") == TrainConfig(
+        env_id="MountainCar-v0", q_function="mlp").deep_config()
 
 
 def test_defaults_fill_only_unset_fields():
@@ -62,10 +64,16 @@ def test_defaults_fill_only_unset_fields():
     assert table.defaults_applied() == DEFAULTS[("table", None)]
     assert all(getattr(table, name) is None for name in MLP_FIELDS)
 
-    mlp = TrainConfig(**MLP, lr=1e-3)
+    mlp = TrainConfig(env_id="MountainCar-v0", q_function="mlp", lr=1e-3)  # the mlp row
     assert (mlp.num_envs, mlp.total_steps, mlp.lr, mlp.lr_schedule, mlp.eval_every) == (
         32, 512_000, 1e-3, "constant", 1)
     assert "lr" not in mlp.defaults_applied() and mlp.defaults_applied()["num_envs"] == 32
+    # then the (mlp, env id) row over it, for the fields still unset
+    cartpole = TrainConfig(**MLP, num_epochs=3)
+    assert (cartpole.num_envs, cartpole.rollout_len, cartpole.num_epochs, cartpole.lr,
+            cartpole.lr_schedule, cartpole.width) == (64, 32, 3, 1e-3, "linear", 128)
+    assert "num_epochs" not in cartpole.defaults_applied()
+    assert cartpole.defaults_applied()["num_minibatches"] == 4
     # the other algorithm's settings stay unset: config.json shows what the run uses
     assert (mlp.deep_algo, mlp.q_lambda, mlp.buffer_size, mlp.double_q) == (
         "pqn", 0.65, None, None)
@@ -151,7 +159,7 @@ def test_make_train_of_an_mlp_config_is_the_networks_pure_train():
     (dict(**MLP, lr_decay_fraction=0.5), "lr_decay_fraction=0.5 has no effect"),
     (dict(**MLP, strategy="sharded"), r"strategy must be one of \['single', 'replicated'"),
     (dict(**MLP, deep_algo="dqn", batch_size=100),
-     r"batch_size \(100\) must be divisible by num_envs \(32\)"),
+     r"batch_size \(100\) must be divisible by num_envs \(64\)"),
     # network settings given to a table or tiles
     (dict(width=64), "width needs q_function='mlp'.*q_function='table' has none"),
     (dict(env_id="MountainCar-v0", q_function="tiles", q_lambda=0.9),
@@ -232,14 +240,14 @@ def test_cli_train_mlp_writes_a_run_load_policy_reads(tmp_path, capsys):
          "--eval-max-steps", "50", "--no-progress", "--out", str(out)])
     assert code == 0, stderr
     # the defaults it took, said on stderr and recorded (config.json holds every value)
-    assert "defaults for --q-function mlp on CartPole-v1: --lr 0.0003" in stderr
+    assert "defaults for --q-function mlp on CartPole-v1: --lr 0.001" in stderr
     assert "--deep-algo pqn" in stderr and "--layer-norm true" in stderr
     assert "greedy mean return" in stdout and f"wrote config.json, params.npz" in stdout
     config = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
     assert (config.q_function, config.deep_algo, config.lr, config.width) == (
-        "mlp", "pqn", 3e-4, 8)
+        "mlp", "pqn", 1e-3, 8)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["about"]["defaults"]["lr"] == 3e-4 and "width" not in metrics["about"][
+    assert metrics["about"]["defaults"]["lr"] == 1e-3 and "width" not in metrics["about"][
         "defaults"]
     assert len(metrics["history"]["eval_return"]) == 2
     assert metrics["final_evaluation"]["trained"]["mean_return"] == \
