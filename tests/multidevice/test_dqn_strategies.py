@@ -6,20 +6,20 @@ gives every device the global minibatch's gradient; every random number is drawn
 N envs and sliced, so 2 and 4 devices run the single-device experiment (same episodes
 exactly, parameters to float tolerance) with bit-identical replicas. ``async``: the
 actors act on a copy of the online parameters refreshed every ``sync_every`` iterations;
-``sync_every = 1`` is ``replicated`` bit for bit, ``sync_every = 4`` is another run that
-still takes the network to Q* of a probe MDP, and a mesh run interrupted mid-period
-resumes from its checkpoint (stale copy, sharded ring) bit for bit. Tiny sizes: the
+``sync_every = 1`` is ``replicated`` bit for bit, ``sync_every = 4`` is another run, and a
+mesh run interrupted mid-period resumes from its checkpoint (stale copy, sharded ring) bit
+for bit (that stale actors still take the network to Q* of a probe MDP is
+tests/slow/multidevice/test_dqn_probe.py, make test-slow). Tiny sizes: the
 compiles are most of the time, so each program is built once for the module."""
 
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxq import dqn, networks
-from jaxq.deep_config import DeepConfig, resolve_env, train_deep
+from jaxq import dqn
+from jaxq.deep_config import DeepConfig, train_deep
 from jaxq.strategies import make_mesh
 
 # 8 envs x 36 iterations: the 16-slot ring wraps; 4 chunks of 9 iterations
@@ -95,27 +95,6 @@ def test_async_mesh_run_resumes_bit_for_bit_and_differs_from_replicated(tmp_path
     assert max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
                zip(jax.tree.leaves(full.params), jax.tree.leaves(rep.params))) > 1e-3
     assert np.all(np.isfinite(full.metrics["loss"][1:]))
-
-
-def test_stale_actors_still_learn_q_star_of_the_probe():
-    """TwoStateProbe-v0 (jaxq/envs/textbook.py: 0 -a0-> 0 (0), 0 -a1-> 1 (0), 1 -a0-> end
-    (1), 1 -a1-> 0 (0.5)), actors on a copy refreshed every 8 iterations, epsilon 0.5, lr
-    decayed linearly to 0: DQN's one-step targets take the network's values at the two
-    one-hot states to Q* (measured: within 1.1e-3 after 8,192 env steps)."""
-    gamma = 0.9
-    cfg = DeepConfig(algo="dqn", env_id="TwoStateProbe-v0", gamma=gamma, reward_scale=1.0,
-                     num_envs=16, total_steps=8192, num_chunks=2, width=16, depth=1,
-                     buffer_size=512, batch_size=32, learning_starts=64,
-                     target_update_every=8, lr=0.01, lr_schedule="linear", epsilon=0.5,
-                     epsilon_end=0.5, eval_episodes=2, eval_max_steps=10,
-                     strategy="async", num_devices=2, sync_every=8)
-    out = jax.jit(dqn.make_train_dqn(cfg, make_mesh(2)))(jax.random.key(0))
-    v1 = 0.5 / (1 - gamma**2)
-    v0 = gamma * v1
-    q_star = np.array([[gamma * v0, gamma * v1], [1.0, 0.5 + gamma * v0]])
-    net = networks.make_network(cfg, resolve_env(cfg).num_actions)
-    q = np.asarray(net.apply(jax.device_get(out.params), jax.nn.one_hot(jnp.arange(2), 2)))
-    np.testing.assert_allclose(q, q_star, atol=0.01)
 
 
 def test_envs_not_divisible_by_devices_is_refused_before_compiling():
