@@ -1,8 +1,8 @@
 """Accelerator: what one GPU (or TPU) does with jaxq, in one bounded run (issue 10).
 
-One command, one device, a hard time budget (``--budget-s``, default 420 s, so the whole
-run fits in 8 minutes with Python's start-up and the last write); results are written
-after every measured point, so a run killed from outside keeps what it measured. In order:
+One command, one device, a hard time budget (``--budget-s``, default 480 s; see **Budget**
+below); results are written after every measured point, so a run killed from outside keeps
+what it measured. In order:
 
 1. **The device**: kind, count, memory, jax / jaxlib (and CUDA plugin or libtpu) versions,
    the driver and CUDA version from ``nvidia-smi`` where there is one; the device's peak
@@ -40,13 +40,59 @@ after every measured point, so a run killed from outside keeps what it measured.
    where the memory system moves 32-byte sectors), so the fraction is a guide, not a
    measurement of the memory system. The sweep of each environment stops growing N when the
    next point's predicted compile + timing would not fit in its share of the budget.
+5. **Neural Q-functions (PQN; issue 11)**, last, in what is left of the budget:
+
+   a. *Throughput vs N* on CartPole-v1, N = 2^6, 2^8, ..., 2^16, and on Breakout-MinAtar at
+      N = 128 (its default) and 512: env steps/s including the learning, one seed, no
+      evaluation (one 1-step episode), the library's mlp defaults for the env otherwise
+      (``jaxq.config.DEFAULTS``). CartPole's points are
+      ``function_approx.throughput_point`` itself (imported, not copied: one call of
+      ``jax.jit(make_train_deep(config))`` compiled ahead of time, median of ``repeats``
+      calls); that function is CartPole's only, so Breakout's points are the same
+      measurement assembled here from the same pieces (``function_approx.make_config``,
+      ``make_train_deep``, ``benchlib.compile_jitted`` / ``median_time``). A call's length
+      is fixed at compile time, so it is sized from the previous N's rate (grown by
+      sqrt(N ratio), as function_approx does) for about ``target_s``; a sweep stops
+      growing N when the next point's predicted compile + calls would not fit its share
+      (CartPole ``cartpole_share`` of the section's time, Breakout ``breakout_share`` of
+      what is left after it).
+   b. *A Breakout-MinAtar learning curve* at the library's Breakout defaults (10,240,000
+      env steps, 20 chunks, 100 greedy evaluation episodes per chunk): the largest of
+      ``curve_seeds`` (4, 3, 2) seeds whose predicted time fits what is left, vmapped in one
+      call (``function_approx.run_curve``, the learning curves' own code) in a child
+      process whose timeout is the time left, so a wrong prediction cannot overrun the
+      budget. The prediction, from the measured Breakout points: child start-up
+      (``child_start_s``) + ``compile_factor`` x the throughput point's compile + seeds x
+      env steps / the rate measured at the largest N <= seeds x 128 (the seeds are a
+      batch axis like the envs; the smaller N's rate is the slower, so the cautious one) +
+      chunks x eval cap (``eval_max_steps``) x (that N / that rate: a batched step with
+      its share of learning, more than an evaluation step costs) for the evaluations, all
+      x ``curve_margin``.
+      Otherwise it is skipped with that reason. Recorded: the per-chunk median (and
+      spread) of the greedy return, compile and run seconds, the prediction.
+
+**Budget** (default 480 s, up from issue 10's 420 s for the PQN part): the process adds
+Python's start-up and the last write (a few seconds), so the default run takes about 8
+minutes, inside the 10-minute limit of one command on a lent GPU and well inside 9 minutes.
+After the device section: ``children_share`` (0.3) of what is left for the child processes
+(replicas, determinism), then ``tabular_share`` (0.4) of what is left after them for the
+tabular sweeps, and everything else, less ``RESERVE_S``, for the PQN section (each part's
+share is a cap: what a part leaves unused rolls on to the next). At 480 s that is at most
+about 140 s of children, 130 s of tabular sweeps, and 190 s or more of PQN, of which
+CartPole's sweep may use a quarter, Breakout's points 35% of the rest, and the 10M
+Breakout curve (the slowest part: a child's start, its compile, 10M env steps per seed)
+what remains, about 100 s or more: it runs where the measured Breakout rate predicts it
+fits (an estimate, not a measurement: 4 seeds on an H200 may need ~130 s);
+``--budget-s 560`` (9.5 minutes: only where the device time allows) or ``--max-envs``
+(fewer tabular points) leave it more.
 
 Writes ``<out>/results/accelerator/results.json`` (plus an archived
 ``<device>-<date>.json``) and the ``accelerator`` section of ``<out>/BENCHMARKS.md``.
 
-    python experiments/accelerator.py                   # on the GPU: <= 420 s of budget
+    python experiments/accelerator.py                   # on the GPU: <= 480 s of budget
+    python experiments/accelerator.py --budget-s 560    # more for the Breakout 10M curve
     python experiments/accelerator.py --budget-s 300    # a shorter run
-    python experiments/accelerator.py --quick           # CPU smoke run (< 60 s idle); temp dir
+    python experiments/accelerator.py --quick           # CPU smoke run (~2 min, 2 cores); temp dir
     python experiments/accelerator.py --markdown-only   # re-render the section from results.json
 """
 
@@ -74,10 +120,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import benchlib  # noqa: E402
+import function_approx  # noqa: E402  (PQN's throughput point and learning curve)
 from jaxq.config import INT32_MAX  # noqa: E402
 
 EXPERIMENT = "accelerator"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the PQN section ("deep"); 1 had none
 DET_FLAG = "--xla_gpu_deterministic_ops=true"
 FORCE_FLAG = "--xla_force_host_platform_device_count"
 RESULT_TAG = "ACCELERATOR-RESULT "
@@ -120,22 +167,49 @@ MODES: dict[str, dict[str, Any]] = {
     # test is worth)
     "quick": dict(sizes=[16, 64], maze_size=32, child_envs=["FrozenLake 8x8"],
                   target_s=0.02, repeats=2, max_calls=4,
-                  budget_s=240.0, children_share=0.5, child_timeout_s=90.0,
+                  budget_s=240.0, children_share=0.5, tabular_share=0.5,
+                  child_timeout_s=90.0,
                   # enough steps that FrozenLake's goal is reached: tables that are not zeros
                   replicated=dict(num_envs=256, chunk_iters=64, chunks=3),
                   determinism=dict(num_envs=256, chunk_iters=128, chunks=3),
-                  copy_bytes=1 << 24, rate_guess=1e6),
+                  copy_bytes=1 << 24, rate_guess=1e6,
+                  # two PQN points per env at the library's defaults, and a tiny 2-seed
+                  # curve (each PQN compile is seconds of CPU: the smoke run's most)
+                  deep=dict(cartpole_sizes=[8, 16], breakout_sizes=[8, 16], target_s=0.05,
+                            repeats=2, rate_guess=2e4, compile_guess_s=5.0,
+                            cartpole_share=0.25, breakout_share=0.35, curve_seeds=[2],
+                            curve_overrides=dict(num_envs=8, rollout_len=8,
+                                                 num_minibatches=2, num_epochs=1, width=16,
+                                                 depth=1, total_steps=1024, num_chunks=2,
+                                                 eval_episodes=4, eval_max_steps=50),
+                            child_start_s=10.0, compile_factor=2.0, curve_margin=1.2)),
     # one GPU: N = 2^10 ... 2^24 (4x apart)
     "default": dict(sizes=[1 << k for k in range(10, 25, 2)], maze_size=1024, child_envs=None,
                     target_s=0.2,
-                    repeats=5, max_calls=16, budget_s=420.0, children_share=0.35,
-                    child_timeout_s=120.0,
+                    repeats=5, max_calls=16, budget_s=480.0, children_share=0.3,
+                    tabular_share=0.4, child_timeout_s=120.0,
                     replicated=dict(num_envs=1 << 18, chunk_iters=16, chunks=3),
                     determinism=dict(num_envs=1 << 20, chunk_iters=64, chunks=4),
-                    copy_bytes=1 << 31, rate_guess=3e7),
+                    copy_bytes=1 << 31, rate_guess=3e7,
+                    # PQN: CartPole N = 2^6 ... 2^16 (4x apart), Breakout at its default
+                    # N (128) and 4 x 128 (what 4 vmapped seeds batch); the Breakout curve
+                    # at the library's defaults (no overrides: 10,240,000 env steps)
+                    deep=dict(cartpole_sizes=[1 << k for k in range(6, 17, 2)],
+                              breakout_sizes=[128, 512], target_s=0.5, repeats=3,
+                              rate_guess=1e5, compile_guess_s=20.0, cartpole_share=0.25,
+                              breakout_share=0.35, curve_seeds=[4, 3, 2], curve_overrides={},
+                              child_start_s=15.0, compile_factor=2.0, curve_margin=1.2)),
 }
 RESERVE_S = 5.0  # kept back for the last write and the markdown
 MIN_CHILD_S = 5.0  # a child process given less than this is not started
+# the PQN section's environments, each at the library's mlp defaults for it: env id ->
+# its sizes in the mode's ``deep`` and its share of the section; the curve's env
+DEEP_ENVS = {"CartPole-v1": ("cartpole_sizes", "cartpole_share"),
+             "Breakout-MinAtar": ("breakout_sizes", "breakout_share")}
+CURVE_ENV = "Breakout-MinAtar"
+# the DeepConfig fields that describe a PQN throughput point's settings in the section
+DEEP_SETTINGS = ("rollout_len", "num_epochs", "num_minibatches", "width", "depth", "lr",
+                 "lr_schedule", "q_lambda", "reward_scale")
 
 
 # =======================================================================================
@@ -362,6 +436,9 @@ def worker_main(spec: dict[str, Any]) -> dict[str, Any]:
         out = worker_replicated(spec)
     elif task == "determinism":
         out = worker_determinism(spec)
+    elif task == "pqn_curve":  # the learning curves' own code: seeds vmapped in one call
+        out = {"record": function_approx.run_curve(spec["key"], spec["seeds"],
+                                                   spec["overrides"], spec["seed"], _wlog)}
     else:
         raise ValueError(f"unknown worker task {task!r}")
     out["device"] = benchlib.device_info()
@@ -637,27 +714,31 @@ def new_series(label: str, env_id: str, kw: dict[str, Any], s: dict[str, Any]) -
             "records": [], "stopped": None}
 
 
-def sweep(series: dict[str, Any], s: dict[str, Any], bw: dict[str, float | None],
-          deadline: float, save: Callable[[], None], log: Log) -> dict[str, Any]:
-    """Throughput vs N for one env (``series``, filled in place), growing N while the
-    next point fits before ``deadline`` (``time.perf_counter()`` seconds); ``save`` after
-    every point, so a run killed from outside keeps the points it measured."""
-    env_id, kw = series["env_id"], series["env_kwargs"]
-    log(f"[throughput] {series['label']}")
-    rate = s["rate_guess"]
-    overhead = None  # seconds of compile and byte counting at the last point
-    for n in s["sizes"]:
+def grow(series: dict[str, Any], deadline: float, save: Callable[[], None], log: Log, *,
+         rate: float, need: Callable[[int, float, int | None, float | None], float],
+         measure: Callable[[int, float, int | None], dict[str, Any]],
+         overhead: Callable[[dict[str, Any]], float],
+         describe: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Measure ``series["planned"]`` N in order (``series["records"]``, filled in place)
+    while the next point's predicted seconds fit before ``deadline``
+    (``time.perf_counter()`` seconds); ``save`` after every point, so a run killed from
+    outside keeps the points it measured. ``need(n, rate, prev_n, overhead)``: the next
+    point's predicted seconds from the previous point's rate (``rate`` before the first),
+    N and compile overhead (None before the first: then at least ``MIN_CHILD_S`` must be
+    left); ``measure(n, rate, prev_n)``: the record (its ``steps_per_s`` sizes the next
+    point); an error ends the series, kept as a record."""
+    prev_n: int | None = None
+    over: float | None = None
+    for n in series["planned"]:
         left = deadline - time.perf_counter()
-        chunk_s = max(s["target_s"], n / rate)  # at least one step per chunk
-        need = (overhead or 0.0) * 1.5 + (3 + s["repeats"]) * chunk_s
-        if left < max(need, MIN_CHILD_S if overhead is None else 0.0):
-            series["stopped"] = (f"budget: N = {n:,} needs ~{need:.0f} s, "
+        need_s = need(n, rate, prev_n, over)
+        if left < max(need_s, MIN_CHILD_S if over is None else 0.0):
+            series["stopped"] = (f"budget: N = {n:,} needs ~{need_s:.0f} s, "
                                  f"{max(left, 0):.0f} s left")
             log(f"  stop before N={n:,}: {series['stopped']}")
             break
-        iters = _pow2_floor(rate * s["target_s"] / n, hi=max(1, INT32_MAX // n))
         try:
-            rec = measure_point(env_id, kw, n, iters, s, bw)
+            rec = measure(n, rate, prev_n)
         except Exception as e:  # noqa: BLE001 - e.g. out of memory: keep what we have
             series["records"].append({"num_envs": n, "error": f"{type(e).__name__}: {e}"})
             series["stopped"] = f"error at N = {n:,}"
@@ -665,17 +746,200 @@ def sweep(series: dict[str, Any], s: dict[str, Any], bw: dict[str, float | None]
             save()
             break
         series["records"].append(rec)
-        rate = rec["steps_per_s"]
-        overhead = rec["compile_s"] * rec["compiles"] + rec["bytes_compile_s"]
-        fr = rec.get("fraction_peak")
-        log(f"  N={n:<9,} {benchlib.human(rate):>7} steps/s (chunk {rec['chunk_iters']} x "
-            f"{rec['calls']}, compile {rec['compile_s']:.2f} s), "
-            f"{benchlib.human(rec['bytes_per_env_step'])} B/step"
-            + (f", {100 * fr:.1f}% of the peak roofline" if fr else ""))
+        rate, prev_n, over = rec["steps_per_s"], n, overhead(rec)
+        log(describe(rec))
         save()
     else:
         series["stopped"] = "done: every planned N"
     return series
+
+
+def sweep(series: dict[str, Any], s: dict[str, Any], bw: dict[str, float | None],
+          deadline: float, save: Callable[[], None], log: Log) -> dict[str, Any]:
+    """Tabular throughput vs N for one env (``series``, filled in place; ``grow``): a
+    point's chunk is sized from the previous N's rate for ``target_s``, its need is 1.5x
+    the previous compile and byte counting plus warm-up and ``repeats`` timed chunks."""
+    env_id, kw = series["env_id"], series["env_kwargs"]
+    log(f"[throughput] {series['label']}")
+
+    def need(n: int, rate: float, prev_n: int | None, over: float | None) -> float:
+        chunk_s = max(s["target_s"], n / rate)  # at least one step per chunk
+        return (over or 0.0) * 1.5 + (3 + s["repeats"]) * chunk_s
+
+    def measure(n: int, rate: float, prev_n: int | None) -> dict[str, Any]:
+        iters = _pow2_floor(rate * s["target_s"] / n, hi=max(1, INT32_MAX // n))
+        return measure_point(env_id, kw, n, iters, s, bw)
+
+    def describe(rec: dict[str, Any]) -> str:
+        fr = rec.get("fraction_peak")
+        return (f"  N={rec['num_envs']:<9,} {benchlib.human(rec['steps_per_s']):>7} steps/s "
+                f"(chunk {rec['chunk_iters']} x {rec['calls']}, compile "
+                f"{rec['compile_s']:.2f} s), {benchlib.human(rec['bytes_per_env_step'])} "
+                "B/step" + (f", {100 * fr:.1f}% of the peak roofline" if fr else ""))
+
+    return grow(series, deadline, save, log, rate=s["rate_guess"], need=need,
+                measure=measure, describe=describe,
+                overhead=lambda r: r["compile_s"] * r["compiles"] + r["bytes_compile_s"])
+
+
+# ---- PQN (issue 11) -------------------------------------------------------------------
+def pqn_point(env_id: str, num_envs: int, env_steps: int, repeats: int,
+              seed: int) -> dict[str, Any]:
+    """Env steps/s of one seed's PQN training on ``env_id`` at N = ``num_envs``, the
+    library's mlp defaults for the env otherwise, no evaluation to speak of (one 1-step
+    episode), ``env_steps`` per call (rounded up to whole updates).
+    ``function_approx.throughput_point`` is this measurement, for CartPole-v1 only (its
+    env is fixed), so CartPole's points are that function's; another env's are built from
+    the same pieces: the same overrides on ``function_approx.make_config``, one
+    ``jax.jit(make_train_deep(config))`` compiled ahead of time, ``repeats`` timed calls
+    (no warm-up call: the program is compiled; the median reported)."""
+    t0 = time.perf_counter()
+    if env_id == "CartPole-v1":
+        rec = function_approx.throughput_point("pqn", num_envs, env_steps, {}, repeats, seed)
+    else:
+        import jax
+
+        from jaxq.deep_config import make_train_deep
+
+        config = function_approx.make_config(env_id, "pqn", dict(
+            num_envs=num_envs, total_steps=env_steps, num_chunks=1, eval_episodes=1,
+            eval_max_steps=1), seed)
+        key = jax.random.key(seed)
+        compiled, compile_s = benchlib.compile_jitted(jax.jit(make_train_deep(config)), key)
+        t = benchlib.median_time(compiled, key, repeats=repeats, warmup=0)
+        done = int(config.plan()["env_steps"])
+        rec = {"kind": "pqn", "num_envs": num_envs, "env_steps": done,
+               "compile_s": compile_s, "times_s": list(t.times_s), "median_s": t.median_s,
+               "steps_per_s": done / t.median_s}
+    rec.update(env_id=env_id, point_s=time.perf_counter() - t0)
+    return rec
+
+
+def _pqn_call(n: int, rate: float, prev_n: int | None, rollout_len: int,
+              target_s: float) -> tuple[int, float]:
+    """A PQN point's env steps per call (whole updates of N x rollout_len, at least two)
+    for about ``target_s`` at the rate guessed from the previous N's (grown by sqrt(N
+    ratio): batching helps, rarely linearly), and that call's predicted seconds."""
+    guess = rate * math.sqrt(n / prev_n) if prev_n else rate
+    per_update = n * rollout_len
+    steps = max(2, math.ceil(guess * target_s / per_update)) * per_update
+    return steps, steps / guess
+
+
+def deep_sweep(series: dict[str, Any], d: dict[str, Any], seed: int, deadline: float,
+               save: Callable[[], None], log: Log) -> dict[str, Any]:
+    """PQN throughput vs N for one env (``series``, filled in place; ``grow``): a point's
+    need is 1.2x the previous compile (``compile_guess_s`` before the first; a PQN
+    program's compile should hardly depend on N: its shapes change, not its ops) plus
+    one call more than ``repeats`` (the rate guess may be high)."""
+    env_id, rollout = series["env_id"], series["settings"]["rollout_len"]
+    log(f"[pqn throughput] {env_id}")
+
+    def need(n: int, rate: float, prev_n: int | None, over: float | None) -> float:
+        call_s = _pqn_call(n, rate, prev_n, rollout, d["target_s"])[1]
+        return (d["compile_guess_s"] if over is None else over) * 1.2 + (
+            1 + d["repeats"]) * call_s
+
+    def measure(n: int, rate: float, prev_n: int | None) -> dict[str, Any]:
+        steps = _pqn_call(n, rate, prev_n, rollout, d["target_s"])[0]
+        return pqn_point(env_id, n, steps, d["repeats"], seed)
+
+    def describe(rec: dict[str, Any]) -> str:
+        return (f"  N={rec['num_envs']:<7,} {benchlib.human(rec['steps_per_s']):>7} env "
+                f"steps/s with learning ({rec['env_steps']:,} steps in "
+                f"{rec['median_s']:.2f} s; compile {rec['compile_s']:.1f} s)")
+
+    return grow(series, deadline, save, log, rate=d["rate_guess"], need=need,
+                measure=measure, describe=describe, overhead=lambda r: r["compile_s"])
+
+
+def predict_curve(series: dict[str, Any], d: dict[str, Any], config: Any
+                  ) -> list[dict[str, Any]]:
+    """The predicted seconds of the curve's child for each of ``curve_seeds``, from the
+    measured points of ``series`` (the curve env's throughput): see the module docstring
+    (5b). Empty where no point was measured."""
+    pts = sorted((r for r in series["records"] if "error" not in r),
+                 key=lambda r: r["num_envs"])
+    if not pts:
+        return []
+    plan = config.plan()
+    compile_s = d["compile_factor"] * max(r["compile_s"] for r in pts)
+    out = []
+    for seeds in d["curve_seeds"]:
+        n_eff = seeds * config.num_envs
+        # the rate at the largest measured N <= the seeds' batch (the first point if none)
+        ref = ([r for r in pts if r["num_envs"] <= n_eff] or pts[:1])[-1]
+        rate = ref["steps_per_s"]
+        run_s = seeds * plan["env_steps"] / rate
+        eval_s = plan["num_chunks"] * config.eval_max_steps * ref["num_envs"] / rate
+        total = d["curve_margin"] * (d["child_start_s"] + compile_s + run_s + eval_s)
+        out.append({"seeds": seeds, "batch_envs": n_eff, "rate_at_num_envs": ref["num_envs"],
+                    "steps_per_s": rate, "compile_s": compile_s, "run_s": run_s,
+                    "eval_s": eval_s, "total_s": total})
+    return out
+
+
+def curve_section(series: dict[str, Any], d: dict[str, Any], seed: int, deadline: float,
+                  log: Log) -> dict[str, Any]:
+    """The Breakout learning curve (module docstring, 5b): the most seeds predicted to fit
+    before ``deadline``, in a child process that cannot outlive it."""
+    overrides = dict(d["curve_overrides"])
+    config = function_approx.make_config(CURVE_ENV, "pqn", overrides, seed)
+    plan = config.plan()
+    out: dict[str, Any] = {"env_id": CURVE_ENV, "overrides": overrides,
+                           "env_steps": plan["env_steps"], "num_chunks": plan["num_chunks"],
+                           "eval_episodes": config.eval_episodes, "num_envs": config.num_envs}
+    out["candidates"] = predict_curve(series, d, config)
+    left = deadline - time.perf_counter()
+    out["left_s"] = max(left, 0.0)
+    log(f"[pqn curve] {CURVE_ENV}: {plan['env_steps']:,} env steps per seed, "
+        f"{max(left, 0):.0f} s left")
+    if not out["candidates"]:
+        out["skipped"] = f"no {CURVE_ENV} throughput measured to predict its time from"
+    else:
+        fits = [c for c in out["candidates"] if c["total_s"] <= left]
+        if not fits:
+            least = out["candidates"][-1]
+            out["skipped"] = (f"budget: {least['seeds']} seeds predicted ~"
+                              f"{least['total_s']:.0f} s, {max(left, 0):.0f} s left")
+        else:
+            out["prediction"] = fits[0]
+    if "skipped" in out:
+        log(f"  skipped: {out['skipped']}")
+        return out
+    seeds = out["prediction"]["seeds"]
+    out["seeds"] = seeds
+    log(f"  {seeds} seeds, predicted ~{out['prediction']['total_s']:.0f} s (child process)")
+    res = run_child({"task": "pqn_curve", "key": f"{CURVE_ENV}/pqn", "seeds": seeds,
+                     "overrides": overrides, "seed": seed}, [], left, log)
+    out["wall_s"] = res.get("wall_s")
+    if "error" in res:
+        out["error"] = res["error"]
+        log(f"  ERROR {res['error']}")
+    else:
+        out["record"] = res["record"]
+    return out
+
+
+def deep_section(out: dict[str, Any], s: dict[str, Any], deadline: float,
+                 save: Callable[[], None], log: Log) -> dict[str, Any]:
+    """PQN throughput vs N (CartPole, then Breakout, each its share of what is left) and
+    the Breakout curve in the rest, all before ``deadline``; ``out`` filled in place."""
+    d, seed = s["deep"], s["seed"]
+    for env_id, (sizes_key, share_key) in DEEP_ENVS.items():
+        config = function_approx.make_config(env_id, "pqn", {}, seed)
+        series = {"label": env_id, "env_id": env_id, "planned": list(d[sizes_key]),
+                  "default_num_envs": config.num_envs,
+                  "settings": {k: getattr(config, k) for k in DEEP_SETTINGS},
+                  "records": [], "stopped": None}
+        out["throughput"].append(series)  # filled in place: every save() has the points
+        share = d[share_key] * (deadline - time.perf_counter())
+        deep_sweep(series, d, seed, time.perf_counter() + share, save, log)
+        save()
+    curve_series = next(sr for sr in out["throughput"] if sr["env_id"] == CURVE_ENV)
+    out["curve"] = curve_section(curve_series, d, seed, deadline, log)
+    save()
+    return out
 
 
 def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
@@ -695,7 +959,7 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
         "jaxlib": info["versions"].get("jaxlib"),
         "config": {"quick": bool(args.quick), "mode": mode, **s, "command": shlex.join(cmd)},
         "complete": False, "accelerator": None, "replicated": None, "determinism": None,
-        "throughput": [], "elapsed_s": 0.0,
+        "throughput": [], "deep": None, "elapsed_s": 0.0,
     }
     root = Path(args.out)
 
@@ -723,13 +987,18 @@ def run_benchmark(args: argparse.Namespace, log: Log = print) -> dict[str, Any]:
     bw = {"peak": results["accelerator"]["peak_bandwidth"]["bytes_per_s"],
           "measured": results["accelerator"]["measured_copy"].get("bytes_per_s")}
     cases = env_cases(s)
+    # the tabular sweeps: at most tabular_share of what is left; the PQN section the rest
+    tabular_end = time.perf_counter() + s["tabular_share"] * (budget.left() - RESERVE_S)
     for i, (label, env_id, kw) in enumerate(cases):
         # this env's share: an equal part of what is left (the first's unused time rolls on)
-        share = (budget.left() - RESERVE_S) / (len(cases) - i)
+        share = (tabular_end - time.perf_counter()) / (len(cases) - i)
         series = new_series(label, env_id, kw, s)
         results["throughput"].append(series)  # filled in place: every save() has the points
         sweep(series, s, bw, time.perf_counter() + share, save, log)
         save()
+    results["deep"] = {"throughput": [], "curve": None}
+    deep_section(results["deep"], s, time.perf_counter() + budget.left() - RESERVE_S, save,
+                 log)
     results["complete"] = True
     results["elapsed_s"] = budget.elapsed()
     return benchlib.finite_json(results)
@@ -758,11 +1027,85 @@ def _bits(c: dict[str, Any] | None) -> str:
     return f"**no** ({c['differing_cells']} cells, max diff {c['max_abs_diff']:.3g})"
 
 
+def _settings(st: dict[str, Any]) -> str:
+    return (f"rollout {st['rollout_len']}, {st['num_epochs']} epochs x "
+            f"{st['num_minibatches']} minibatches, MLP {st['depth']} x {st['width']}, lr "
+            f"{st['lr']:g} {st['lr_schedule']}, lambda {st['q_lambda']:g}, reward scale "
+            f"{st['reward_scale']:g}")
+
+
+def render_deep(deep: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The PQN part of the section (schema 2; a schema-1 file has none)."""
+    d = cfg.get("deep") or {}
+    lines = [
+        f"**PQN throughput** (neural Q-function, issue 11): env steps/s including the "
+        f"learning, one seed, no evaluation (one 1-step episode); one call of "
+        f"`jax.jit(make_train_deep(config))` compiled ahead of time, the median of "
+        f"{d.get('repeats', '?')} calls of ~{d.get('target_s', '?')} s, compile apart "
+        f"(CartPole-v1: `function_approx.throughput_point`). The library's mlp defaults for "
+        "each env otherwise: "
+        + "; ".join(f"{sr['env_id']}: {_settings(sr['settings'])} (default N "
+                    f"{sr['default_num_envs']})" for sr in deep["throughput"]) + ".", ""]
+    rows = []
+    for sr in deep["throughput"]:
+        for r in sr["records"]:
+            if "error" in r:
+                rows.append([sr["env_id"], f"{r['num_envs']:,}", f"error: {r['error'][:60]}"]
+                            + ["–"] * 3)
+                continue
+            rows.append([sr["env_id"], f"{r['num_envs']:,}", benchlib.human(r["steps_per_s"]),
+                         f"{r['env_steps']:,}", benchlib.seconds(r["median_s"]),
+                         benchlib.seconds(r["compile_s"])])
+    if rows:
+        lines += [benchlib.table(["env", "N", "env steps/s", "env steps per call",
+                                 "median call (s)", "compile (s)"], rows,
+                                ["l", "r", "r", "r", "r", "r"]), ""]
+    lines += [f"- {sr['env_id']}: {sr.get('stopped') or 'not finished'}."
+              for sr in deep["throughput"]]
+    lines.append("")
+    cv = deep.get("curve")
+    if cv is None:
+        return lines
+    what = (f"**{cv['env_id']} learning curve** (PQN at the library's defaults"
+            + (f" with {', '.join(f'{k}={v}' for k, v in cv['overrides'].items())}"
+               if cv["overrides"] else "")
+            + f": {cv['env_steps']:,} env steps per seed in {cv['num_chunks']} chunks, "
+            f"{cv['num_envs']} envs, {cv['eval_episodes']} greedy episodes per chunk)")
+    pred = cv.get("prediction")
+    pred_txt = ("" if pred is None else
+                f"predicted ~{pred['total_s']:.0f} s from the measured rate at N = "
+                f"{pred['rate_at_num_envs']:,} ({benchlib.human(pred['steps_per_s'])} env "
+                f"steps/s; {pred['seeds']} seeds batch {pred['batch_envs']:,} envs)")
+    if "skipped" in cv:
+        lines += [f"{what}: not run ({cv['skipped']}).", ""]
+        return lines
+    if "error" in cv:
+        lines += [f"{what}: {cv['seeds']} seeds, {pred_txt}; **failed**: "
+                  f"{cv['error'][:300]}.", ""]
+        return lines
+    r = cv["record"]
+    sp = r["spread"]
+    lines += [f"{what}: {r['seeds']} seeds vmapped in one call (`function_approx.run_curve`, "
+              f"in a child process), {benchlib.seconds(r['compile_s'])} s compile + "
+              f"{benchlib.seconds(r['run_s'])} s run ({benchlib.human(r['steps_per_s'])} env "
+              f"steps/s summed over the seeds, evaluations included); {pred_txt}, the child "
+              f"took {benchlib.seconds(cv['wall_s'])} s. Greedy return per chunk (mean of the "
+              "episodes per seed; median [min, max] over seeds); seconds from the call's "
+              "start, compile first, the run spread evenly over the chunks:", ""]
+    rows = [[f"{x:,}", benchlib.seconds(r["compile_s"] + t), f"{m:.1f}", f"[{lo:.1f}, {hi:.1f}]"]
+            for x, t, m, lo, hi in zip(r["env_steps"], r["seconds"], sp["median"], sp["min"],
+                                       sp["max"])]
+    lines += [benchlib.table(["env steps (per seed)", "seconds", "greedy return (median)",
+                              "[min, max]"], rows, ["r", "r", "r", "r"]), ""]
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The ``accelerator`` section, from the results dict alone (deterministic)."""
     info, cfg, acc = results["info"], results["config"], results["accelerator"] or {}
     lines = [benchlib.heading("Accelerator: throughput to 2^24 envs, bandwidth, replicas, "
-                              "determinism", info), ""]
+                              "determinism" + (", PQN" if results.get("deep") else ""),
+                              info), ""]
     if cfg.get("quick"):
         lines += ["> `--quick` run on tiny sizes: a smoke test, not a measurement.", ""]
     if not results.get("complete"):
@@ -862,6 +1205,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                 if "error" in v]
         if errs:
             lines += ["Child runs that failed: " + "; ".join(errs) + ".", ""]
+    if results.get("deep"):
+        lines += render_deep(results["deep"], cfg)
     lines.append(benchlib.run_line(
         results, EXPERIMENT, on=f"{benchlib.device_line(info)} ({benchlib.machine_line(info)})",
         elapsed_extra=f" of a {cfg['budget_s']:.0f} s budget"))
@@ -882,10 +1227,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="root for results/ and BENCHMARKS.md (default: experiments/)")
     p.add_argument("--budget-s", type=float, default=None,
-                   help="hard overall budget in seconds (default 420; --quick 240): N stops "
-                        "growing when the next point would not fit")
+                   help="hard overall budget in seconds (default 480; --quick 240): N stops "
+                        "growing when the next point would not fit, the Breakout curve runs "
+                        "only where it is predicted to fit")
     p.add_argument("--max-envs", type=int, default=None,
-                   help="largest N of the throughput sweeps (default 2^24; --quick 64)")
+                   help="largest N of the tabular throughput sweeps (default 2^24; --quick "
+                        "64); the PQN sizes are fixed (CartPole 2^6 ... 2^16, Breakout 128 "
+                        "and 512)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown-only", action="store_true",
                    help="re-render the BENCHMARKS.md section from results.json")

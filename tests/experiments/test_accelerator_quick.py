@@ -1,8 +1,11 @@
 """``experiments/accelerator.py --quick`` (the GPU experiment of issue 10, run on the CPU at
 tiny sizes): its results file has the schema the GPU run will fill, the replicated copies
 and the determinism runs compare real (learned, not all-zero) tables, the BENCHMARKS.md
-section is rendered from the JSON alone, a tiny budget still writes results, and bad
-flags are refused before anything is written. Nothing here asserts a speed."""
+section is rendered from the JSON alone (a schema-1 file, without the PQN section, too), the
+PQN section (throughput vs N on CartPole and Breakout, a tiny vmapped Breakout curve) has
+the schema the GPU run fills and predicts its curve from the measured rates, a tiny budget
+still writes results, and bad flags are refused before anything is written. Nothing here
+asserts a speed."""
 
 import json
 import math
@@ -31,7 +34,7 @@ def quick_run(tmp_path_factory):
 def test_results_schema(quick_run):
     root, results, stored, _ = quick_run
     assert stored == json.loads(json.dumps(results))
-    assert stored["experiment"] == "accelerator" and stored["schema_version"] == 1
+    assert stored["experiment"] == "accelerator" and stored["schema_version"] == 2
     assert stored["complete"] is True
     assert {"date_utc", "machine", "device", "versions"} <= set(stored["info"])
     assert stored["jax"] and stored["jaxlib"]
@@ -111,6 +114,84 @@ def test_determinism_compares_real_tables(quick_run):
             cmp_["steps_per_s"]["flag"] / cmp_["steps_per_s"]["plain"])
 
 
+def test_pqn_section(quick_run):
+    """PQN throughput vs N at the library's mlp defaults per env (CartPole's points are
+    function_approx.throughput_point's, Breakout's the same record from the same pieces),
+    then the Breakout curve: seeds vmapped in one child call, its prediction recorded."""
+    from jaxq.config import DEFAULTS
+
+    _, _, stored, logs = quick_run
+    cfg, deep = stored["config"], stored["deep"]
+    d = cfg["deep"]
+    assert [sr["env_id"] for sr in deep["throughput"]] == ["CartPole-v1", "Breakout-MinAtar"]
+    keys = None
+    for sr, sizes in zip(deep["throughput"], (d["cartpole_sizes"], d["breakout_sizes"])):
+        row = DEFAULTS[("mlp", sr["env_id"])]
+        assert sr["default_num_envs"] == row["num_envs"]
+        for k in ("rollout_len", "num_epochs", "num_minibatches", "lr", "lr_schedule"):
+            assert sr["settings"][k] == row[k], (sr["env_id"], k)
+        assert sr["stopped"] == "done: every planned N"
+        assert [r["num_envs"] for r in sr["records"]] == sr["planned"] == sizes
+        for r in sr["records"]:
+            assert "error" not in r, r
+            assert r["env_id"] == sr["env_id"] and r["kind"] == "pqn"
+            # whole updates of N x rollout_len, at least two per call
+            per_update = r["num_envs"] * sr["settings"]["rollout_len"]
+            assert r["env_steps"] % per_update == 0 and r["env_steps"] >= 2 * per_update
+            assert len(r["times_s"]) == d["repeats"] and r["compile_s"] > 0
+            assert r["median_s"] == pytest.approx(float(np.median(r["times_s"])))
+            assert r["steps_per_s"] == pytest.approx(r["env_steps"] / r["median_s"])
+            keys = keys or set(r)
+            assert set(r) == keys  # both routes write the same record
+
+    cv = deep["curve"]
+    assert "skipped" not in cv and "error" not in cv, cv
+    assert cv["env_id"] == "Breakout-MinAtar" and cv["overrides"] == d["curve_overrides"]
+    assert cv["seeds"] == cv["prediction"]["seeds"] == d["curve_seeds"][0]
+    assert cv["prediction"]["total_s"] <= cv["left_s"] and cv["wall_s"] > 0
+    r = cv["record"]
+    assert r["key"] == "Breakout-MinAtar/pqn" and r["seeds"] == cv["seeds"]
+    assert r["settings"]["env_id"] == "Breakout-MinAtar"
+    assert r["settings"]["width"] == d["curve_overrides"]["width"]  # the overrides applied
+    chunks = cv["num_chunks"]
+    assert np.shape(r["eval_return"]) == (cv["seeds"], chunks)
+    assert len(r["spread"]["median"]) == len(r["env_steps"]) == chunks
+    assert r["env_steps"][-1] == cv["env_steps"]
+    assert r["compile_s"] > 0 and r["run_s"] > 0
+    assert any("[pqn curve]" in line for line in logs)
+
+
+def _series(points):
+    return {"env_id": "Breakout-MinAtar", "records": [
+        {"num_envs": n, "steps_per_s": rate, "compile_s": c} for n, rate, c in points]}
+
+
+def test_curve_prediction_and_skip():
+    """The curve's prediction (no compile): each seed count is timed at the rate of the
+    largest measured N <= its batch (seeds x 128), the most seeds that fit are chosen, and
+    where none fits (or nothing was measured) it is skipped with the reason, no child run."""
+    d = dict(acc.MODES["default"]["deep"])
+    config = acc.function_approx.make_config("Breakout-MinAtar", "pqn", {}, 0)
+    plan = config.plan()
+    assert plan["env_steps"] == 10_240_000 and plan["num_chunks"] == 20
+    series = _series([(128, 1e5, 10.0), (512, 4e5, 12.0)])
+    cands = acc.predict_curve(series, d, config)
+    assert [c["seeds"] for c in cands] == d["curve_seeds"] == [4, 3, 2]
+    assert [c["rate_at_num_envs"] for c in cands] == [512, 128, 128]
+    c4 = cands[0]
+    assert c4["compile_s"] == d["compile_factor"] * 12.0
+    assert c4["run_s"] == pytest.approx(4 * 10_240_000 / 4e5)
+    assert c4["eval_s"] == pytest.approx(20 * config.eval_max_steps * 512 / 4e5)
+    assert c4["total_s"] == pytest.approx(d["curve_margin"] * (
+        d["child_start_s"] + c4["compile_s"] + c4["run_s"] + c4["eval_s"]))
+    logs = []
+    far = acc.time.perf_counter() + 1.0  # one second left: nothing fits
+    out = acc.curve_section(series, d, 0, far, logs.append)
+    assert out["skipped"].startswith("budget: 2 seeds predicted") and "record" not in out
+    out = acc.curve_section(_series([]), d, 0, far, logs.append)
+    assert out["skipped"].startswith("no Breakout-MinAtar throughput")
+
+
 def test_compare_tables_sees_one_flipped_bit():
     q = np.linspace(-1, 1, 256, dtype=np.float32).reshape(64, 4)
     assert acc.compare_tables(q, q.copy()) == {"identical": True, "differing_cells": 0,
@@ -137,9 +218,23 @@ def test_markdown_section_from_the_json(quick_run, tmp_path):
     text = (root / "BENCHMARKS.md").read_text()
     body = acc.render_markdown(stored)
     assert body.strip() in text and "<!-- BEGIN accelerator -->" in text
-    for needle in ("FrozenLake 8x8", "Maze 32x32", "Replicas", "Determinism", "bytes/step"):
+    for needle in ("FrozenLake 8x8", "Maze 32x32", "Replicas", "Determinism", "bytes/step",
+                   "PQN throughput", "throughput_point", "Breakout-MinAtar learning curve",
+                   "greedy return (median)"):
         assert needle in body, needle
+    for n in stored["config"]["deep"]["breakout_sizes"]:
+        assert f"| Breakout-MinAtar | {n:,} |" in body
     assert acc.render_markdown(json.loads(json.dumps(stored))) == body  # deterministic
+    # a schema-1 file (before the PQN section) renders its parts, and no PQN part
+    old = {k: v for k, v in json.loads(json.dumps(stored)).items() if k != "deep"}
+    old["schema_version"] = 1
+    del old["config"]["deep"]
+    old_body = acc.render_markdown(old)
+    assert "Determinism" in old_body and "PQN" not in old_body
+    (tmp_path / "old" / "results" / "accelerator").mkdir(parents=True)
+    (tmp_path / "old" / "results" / "accelerator" / "results.json").write_text(json.dumps(old))
+    acc.main(["--markdown-only", "--out", str(tmp_path / "old")], log=lambda *_: None)
+    assert old_body.strip() in (tmp_path / "old" / "BENCHMARKS.md").read_text()
     # --markdown-only renders the same section from the stored file
     (tmp_path / "results" / "accelerator").mkdir(parents=True)
     (tmp_path / "results" / "accelerator" / "results.json").write_text(
@@ -157,8 +252,9 @@ def test_a_spent_budget_still_writes_results(tmp_path):
     assert stored == json.loads(json.dumps(out)) and stored["complete"] is True
     assert "skipped" in stored["replicated"]
     assert all(r["error"].startswith("skipped") for r in stored["determinism"]["runs"].values())
-    for series in stored["throughput"]:
+    for series in stored["throughput"] + stored["deep"]["throughput"]:
         assert series["records"] == [] and series["stopped"].startswith("budget")
+    assert stored["deep"]["curve"]["skipped"].startswith("no Breakout-MinAtar throughput")
     assert math.isfinite(stored["elapsed_s"])
     assert "not checked" in (tmp_path / "BENCHMARKS.md").read_text()
 
