@@ -6,8 +6,8 @@ the whole process: every program the user compiles would go through it. This one
 only the programs jaxq compiles itself (``jaxq.train``): the lowered program's text, JAX's
 versions and the program's devices (their ids, in order) name an entry, and an entry is
 JAX's own serialized executable (``jax.experimental.serialize_executable``), loaded back
-onto those devices (one of 8, or a mesh of some or all of them). Nothing is unpickled: the argument and result
-structures come from the lowered program itself. A cache that cannot be read or written
+onto those devices (one of 8, or a mesh of some or all of them). Nothing is unpickled:
+the argument and result structures come from the lowered program itself. A cache that cannot be read or written
 only costs the speed-up.
 """
 
