@@ -45,12 +45,9 @@ what it measured. In order:
    a. *Throughput vs N* on CartPole-v1, N = 2^6, 2^8, ..., 2^16, and on Breakout-MinAtar at
       N = 128 (its default) and 512: env steps/s including the learning, one seed, no
       evaluation (one 1-step episode), the library's mlp defaults for the env otherwise
-      (``jaxq.config.DEFAULTS``). CartPole's points are
-      ``function_approx.throughput_point`` itself (imported, not copied: one call of
-      ``jax.jit(make_train_deep(config))`` compiled ahead of time, median of ``repeats``
-      calls); that function is CartPole's only, so Breakout's points are the same
-      measurement assembled here from the same pieces (``function_approx.make_config``,
-      ``make_train_deep``, ``benchlib.compile_jitted`` / ``median_time``). A call's length
+      (``jaxq.config.DEFAULTS``). Each point is ``function_approx.throughput_point``
+      itself (imported, not copied: one call of ``jax.jit(make_train_deep(config))``
+      compiled ahead of time, median of ``repeats`` calls). A call's length
       is fixed at compile time, so it is sized from the previous N's rate (grown by
       sqrt(N ratio), as function_approx does) for about ``target_s``; a sweep stops
       growing N when the next point's predicted compile + calls would not fit its share
@@ -787,30 +784,12 @@ def pqn_point(env_id: str, num_envs: int, env_steps: int, repeats: int,
               seed: int) -> dict[str, Any]:
     """Env steps/s of one seed's PQN training on ``env_id`` at N = ``num_envs``, the
     library's mlp defaults for the env otherwise, no evaluation to speak of (one 1-step
-    episode), ``env_steps`` per call (rounded up to whole updates).
-    ``function_approx.throughput_point`` is this measurement, for CartPole-v1 only (its
-    env is fixed), so CartPole's points are that function's; another env's are built from
-    the same pieces: the same overrides on ``function_approx.make_config``, one
-    ``jax.jit(make_train_deep(config))`` compiled ahead of time, ``repeats`` timed calls
-    (no warm-up call: the program is compiled; the median reported)."""
+    episode), ``env_steps`` per call (rounded up to whole updates):
+    ``function_approx.throughput_point`` itself (one ``jax.jit(make_train_deep(config))``
+    compiled ahead of time, the median of ``repeats`` timed calls)."""
     t0 = time.perf_counter()
-    if env_id == "CartPole-v1":
-        rec = function_approx.throughput_point("pqn", num_envs, env_steps, {}, repeats, seed)
-    else:
-        import jax
-
-        from jaxq.deep_config import make_train_deep
-
-        config = function_approx.make_config(env_id, "pqn", dict(
-            num_envs=num_envs, total_steps=env_steps, num_chunks=1, eval_episodes=1,
-            eval_max_steps=1), seed)
-        key = jax.random.key(seed)
-        compiled, compile_s = benchlib.compile_jitted(jax.jit(make_train_deep(config)), key)
-        t = benchlib.median_time(compiled, key, repeats=repeats, warmup=0)
-        done = int(config.plan()["env_steps"])
-        rec = {"kind": "pqn", "num_envs": num_envs, "env_steps": done,
-               "compile_s": compile_s, "times_s": list(t.times_s), "median_s": t.median_s,
-               "steps_per_s": done / t.median_s}
+    rec = function_approx.throughput_point("pqn", num_envs, env_steps, {}, repeats, seed,
+                                           env_id=env_id)
     rec.update(env_id=env_id, point_s=time.perf_counter() - t0)
     return rec
 
@@ -1042,7 +1021,7 @@ def render_deep(deep: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         f"learning, one seed, no evaluation (one 1-step episode); one call of "
         f"`jax.jit(make_train_deep(config))` compiled ahead of time, the median of "
         f"{d.get('repeats', '?')} calls of ~{d.get('target_s', '?')} s, compile apart "
-        f"(CartPole-v1: `function_approx.throughput_point`). The library's mlp defaults for "
+        f"(`function_approx.throughput_point`). The library's mlp defaults for "
         "each env otherwise: "
         + "; ".join(f"{sr['env_id']}: {_settings(sr['settings'])} (default N "
                     f"{sr['default_num_envs']})" for sr in deep["throughput"]) + ".", ""]

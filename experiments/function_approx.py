@@ -329,21 +329,22 @@ def run_one_seed_cli(env_id: str, overrides: dict[str, Any], seed: int,
 # throughput vs N
 # ---------------------------------------------------------------------------------------
 def throughput_point(kind: str, num_envs: int, env_steps: int, extra: dict[str, Any],
-                     repeats: int, seed: int) -> dict[str, Any]:
-    """Env steps/s of one seed's training at N = num_envs, no evaluation to speak of."""
+                     repeats: int, seed: int, env_id: str = "CartPole-v1") -> dict[str, Any]:
+    """Env steps/s of one seed's training on ``env_id`` at N = num_envs (the library's
+    defaults for the Q-function and env otherwise), no evaluation to speak of."""
     import jax
 
     if kind == "tiles":
         from jaxq.training import make_train
 
-        config = make_config("CartPole-v1", "tiles", dict(
+        config = make_config(env_id, "tiles", dict(
             num_envs=num_envs, total_steps=env_steps, num_chunks=1, eval_every=0, **extra),
             seed)
         train = make_train(config)
     else:
         from jaxq.deep_config import make_train_deep
 
-        config = make_config("CartPole-v1", "pqn", dict(
+        config = make_config(env_id, "pqn", dict(
             num_envs=num_envs, total_steps=env_steps, num_chunks=1, eval_episodes=1,
             eval_max_steps=1, **extra), seed)
         train = make_train_deep(config)
