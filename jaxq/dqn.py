@@ -56,7 +56,8 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxq import networks
 from jaxq.deep_config import DeepConfig, DeepEnv, resolve_env
-from jaxq.pqn import DeepLearner, DeepOutput, _devices, check_split, env_slicer, scan_chunks
+from jaxq.pqn import (DeepLearner, DeepOutput, _devices, check_split, env_slicer,
+                      make_acting, scan_chunks)
 from jaxq.strategies import AXIS
 
 
@@ -190,8 +191,7 @@ def make_dqn_learner(config: DeepConfig, mesh: Mesh | None = None,
     plan = config.plan()
     network = networks.make_network(config, denv.num_actions)
     behaviour = networks.behaviour_policy(config, plan["iterations"])
-    cap = int(min(config.eval_max_steps, denv.time_limit))
-    step_env = jax.vmap(denv.env.step, in_axes=(0, 0, 0, None))
+    acting = make_acting(config, denv, network, behaviour, local, on_mesh)
     q_of = lambda p, obs: network.apply(p, denv.features(obs))  # noqa: E731
     # gradient steps in the run, for a decaying learning rate
     num_updates = max(1, (plan["iterations"] - config.learning_starts // N) // config.train_every)
@@ -202,8 +202,7 @@ def make_dqn_learner(config: DeepConfig, mesh: Mesh | None = None,
     def init(key, hp) -> _Carry:
         k_eval, key = jax.random.split(key)
         k_net, k_env, key = jax.random.split(key, 3)
-        obs, env_state = jax.vmap(denv.env.reset, in_axes=(0, None))(
-            local(jax.random.split(k_env, N)), denv.params)
+        obs, env_state = acting.reset(k_env)
         params = network.init(k_net, jnp.zeros((1, denv.obs_dim), jnp.float32))
         return _Carry(params, params, optimizer(hp).init(params), params if stale else None,
                       replay_init(slots, obs), env_state, obs, jnp.zeros(M, jnp.float32),
@@ -238,20 +237,10 @@ def make_dqn_learner(config: DeepConfig, mesh: Mesh | None = None,
             c = c._replace(actor=jax.lax.cond(fresh, lambda: c.params, lambda: c.actor))
         acting_params = c.actor if stale else c.params
         key, k_act, k_env, k_batch = jax.random.split(c.key, 4)
-        acting = behaviour.at(hp, c.t)
-        a = networks.select_actions(acting, q_of(acting_params, c.obs),
-                                    local(jax.random.bits(k_act, (N,), jnp.uint32)))
-        obs, env_state, r, term, trunc, info = step_env(local(jax.random.split(k_env, N)),
-                                                        c.env_state, a, denv.params)
-        r = r.astype(jnp.float32)
-        done = term | trunc
-        buffer = replay_add(c.buffer, c.obs, a, r, info["final_observation"], term)
-        ep_return, ep_length = c.ep_return + r, c.ep_length + 1
-        stats = (jnp.sum(done, dtype=jnp.int32), jnp.sum(jnp.where(done, ep_return, 0.0)),
-                 jnp.sum(jnp.where(done, ep_length, 0).astype(jnp.float32)))
-        c = c._replace(buffer=buffer, env_state=env_state, obs=obs,
-                       ep_return=jnp.where(done, 0.0, ep_return),
-                       ep_length=jnp.where(done, 0, ep_length), t=c.t + 1, key=key)
+        c, roll, stats = acting.step(c, hp, acting_params, k_act, k_env)
+        buffer = replay_add(c.buffer, roll.obs, roll.action, roll.reward, roll.final_obs,
+                            roll.terminated)
+        c = c._replace(buffer=buffer, key=key)
         # every operand is replicated, so all devices take the same branch (the pmean's)
         learn = ((c.t * N >= config.learning_starts) & (c.t % config.train_every == 0)
                  & (buffer.size * N >= config.batch_size))
@@ -260,22 +249,14 @@ def make_dqn_learner(config: DeepConfig, mesh: Mesh | None = None,
         return c, (stats, loss, learn)
 
     def chunk(c: _Carry, hp):
-        c, ((episodes, ret, length), loss, learned) = jax.lax.scan(
+        c, (stats, loss, learned) = jax.lax.scan(
             lambda c, x: iteration(hp, c, x), c, None, length=plan["chunk_iters"])
-        episodes, ret, length = (jnp.sum(x) for x in (episodes, ret, length))
-        if on_mesh:
-            episodes, ret, length = jax.lax.psum((episodes, ret, length), AXIS)
         c = c._replace(chunk=c.chunk + 1)
-        ev = networks.greedy_rollouts(lambda f: network.apply(c.params, f), denv,
-                                      jax.random.fold_in(c.k_eval, c.chunk),
-                                      config.eval_episodes, cap)
         n_learn = jnp.sum(learned)
         mean_loss = jnp.where(n_learn > 0,
                               jnp.sum(jnp.where(learned, loss, 0.0)) / jnp.maximum(n_learn, 1),
                               jnp.nan)
-        return c, {"episodes": episodes, "return_sum": ret, "length_sum": length,
-                   "loss": mean_loss, "eval_return": ev.mean_return,
-                   "eval_length": ev.mean_length, "eval_finished": ev.finished,
+        return c, {**acting.report(c.params, c.k_eval, c.chunk, stats), "loss": mean_loss,
                    "gradient_steps": c.updates}
 
     if on_mesh:

@@ -178,6 +178,62 @@ def env_slicer(num_devices: int, per_device: int) -> Callable[[Any], Any]:
     return local
 
 
+class Acting(NamedTuple):
+    """What PQN and DQN share around their learning (``make_acting``): ``reset(k_env)
+    -> (obs, env_state)`` of this device's envs; ``step(c, hp, params, k_act, k_env) ->
+    (c, Rollout of one step, (episodes, return_sum, length_sum))``, epsilon-greedy on
+    ``params`` then one step of every env, for a carry with ``env_state``, ``obs``,
+    ``ep_return``, ``ep_length`` and ``t`` fields; ``report(params, k_eval, chunk, stats)
+    -> metrics``: the chunk's episode sums (summed over the devices) and a greedy
+    evaluation of ``params``."""
+
+    reset: Callable[[jax.Array], tuple[Any, Any]]
+    step: Callable[..., tuple[Any, Rollout, tuple[jax.Array, jax.Array, jax.Array]]]
+    report: Callable[..., dict[str, jax.Array]]
+
+
+def make_acting(config: DeepConfig, denv: DeepEnv, network: Any, behaviour: Any,
+                local: Callable[[Any], Any], on_mesh: bool) -> Acting:
+    """The ``Acting`` of a deep learner: every random number is drawn for all
+    ``config.num_envs`` envs and sliced by ``local`` (see ``env_slicer``)."""
+    N = config.num_envs
+    cap = int(min(config.eval_max_steps, denv.time_limit))
+    step_env = jax.vmap(denv.env.step, in_axes=(0, 0, 0, None))
+
+    def reset(k_env):
+        return jax.vmap(denv.env.reset, in_axes=(0, None))(
+            local(jax.random.split(k_env, N)), denv.params)
+
+    def step(c, hp, params, k_act, k_env):
+        a = networks.select_actions(behaviour.at(hp, c.t),
+                                    network.apply(params, denv.features(c.obs)),
+                                    local(jax.random.bits(k_act, (N,), jnp.uint32)))
+        obs, env_state, r, term, trunc, info = step_env(local(jax.random.split(k_env, N)),
+                                                        c.env_state, a, denv.params)
+        r = r.astype(jnp.float32)
+        done = term | trunc
+        roll = Rollout(c.obs, a, r, term, done, info["final_observation"])
+        ep_return, ep_length = c.ep_return + r, c.ep_length + 1
+        stats = (jnp.sum(done, dtype=jnp.int32), jnp.sum(jnp.where(done, ep_return, 0.0)),
+                 jnp.sum(jnp.where(done, ep_length, 0).astype(jnp.float32)))
+        c = c._replace(env_state=env_state, obs=obs, ep_return=jnp.where(done, 0.0, ep_return),
+                       ep_length=jnp.where(done, 0, ep_length), t=c.t + 1)
+        return c, roll, stats
+
+    def report(params, k_eval, chunk, stats):
+        episodes, ret, length = (jnp.sum(x) for x in stats)
+        if on_mesh:
+            episodes, ret, length = jax.lax.psum((episodes, ret, length), AXIS)
+        ev = networks.greedy_rollouts(lambda f: network.apply(params, f), denv,
+                                      jax.random.fold_in(k_eval, chunk),
+                                      config.eval_episodes, cap)
+        return {"episodes": episodes, "return_sum": ret, "length_sum": length,
+                "eval_return": ev.mean_return, "eval_length": ev.mean_length,
+                "eval_finished": ev.finished}
+
+    return Acting(reset, step, report)
+
+
 def make_train_pqn(config: DeepConfig, mesh: Mesh | None = None,
                    env: DeepEnv | None = None) -> Callable[..., DeepOutput]:
     """A pure ``train(key, hparams=None) -> DeepOutput`` for PQN (see the module
@@ -198,7 +254,7 @@ def make_pqn_learner(config: DeepConfig, mesh: Mesh | None = None,
     mesh = _devices(config, mesh)
     D = 1 if mesh is None else mesh.devices.size
     M = check_split(config, D)
-    N, K = config.num_envs, config.rollout_len
+    K = config.rollout_len
     B, E = config.num_minibatches, config.num_epochs
     plan = config.plan()
     network = networks.make_network(config, denv.num_actions)
@@ -206,8 +262,7 @@ def make_pqn_learner(config: DeepConfig, mesh: Mesh | None = None,
     local = env_slicer(D, M)
     on_mesh = mesh is not None
     stale = config.strategy == "async"
-    cap = int(min(config.eval_max_steps, denv.time_limit))
-    step_env = jax.vmap(denv.env.step, in_axes=(0, 0, 0, None))
+    acting = make_acting(config, denv, network, behaviour, local, on_mesh)
     q_of = lambda p, obs: network.apply(p, denv.features(obs))  # noqa: E731
 
     def optimizer(hp):
@@ -216,8 +271,7 @@ def make_pqn_learner(config: DeepConfig, mesh: Mesh | None = None,
     def init(key, hp) -> _Carry:
         k_eval, key = jax.random.split(key)
         k_net, k_env, key = jax.random.split(key, 3)
-        obs, env_state = jax.vmap(denv.env.reset, in_axes=(0, None))(
-            local(jax.random.split(k_env, N)), denv.params)
+        obs, env_state = acting.reset(k_env)
         params = network.init(k_net, jnp.zeros((1, denv.obs_dim), jnp.float32))
         return _Carry(params, optimizer(hp).init(params), params if stale else None,
                       env_state, obs, jnp.zeros(M, jnp.float32), jnp.zeros(M, jnp.int32),
@@ -225,20 +279,8 @@ def make_pqn_learner(config: DeepConfig, mesh: Mesh | None = None,
 
     def env_step(hp, acting_params, c: _Carry, _):
         key, k_act, k_env = jax.random.split(c.key, 3)
-        acting = behaviour.at(hp, c.t)
-        a = networks.select_actions(acting, q_of(acting_params, c.obs),
-                                    local(jax.random.bits(k_act, (N,), jnp.uint32)))
-        obs, env_state, r, term, trunc, info = step_env(local(jax.random.split(k_env, N)),
-                                                        c.env_state, a, denv.params)
-        r = r.astype(jnp.float32)
-        done = term | trunc
-        roll = Rollout(c.obs, a, r, term, done, info["final_observation"])
-        ep_return, ep_length = c.ep_return + r, c.ep_length + 1
-        stats = (jnp.sum(done, dtype=jnp.int32), jnp.sum(jnp.where(done, ep_return, 0.0)),
-                 jnp.sum(jnp.where(done, ep_length, 0).astype(jnp.float32)))
-        c = c._replace(env_state=env_state, obs=obs, ep_return=jnp.where(done, 0.0, ep_return),
-                       ep_length=jnp.where(done, 0, ep_length), t=c.t + 1, key=key)
-        return c, (roll, stats)
+        c, roll, stats = acting.step(c, hp, acting_params, k_act, k_env)
+        return c._replace(key=key), (roll, stats)
 
     def learn(params, opt_state, roll: Rollout, g, key, tx):
         def minibatch(carry, idx):
@@ -281,18 +323,11 @@ def make_pqn_learner(config: DeepConfig, mesh: Mesh | None = None,
         return c._replace(params=params, opt_state=opt_state, key=key), (stats, loss)
 
     def chunk(c: _Carry, hp):
-        c, ((episodes, ret, length), loss) = jax.lax.scan(
+        c, (stats, loss) = jax.lax.scan(
             lambda c, x: update(hp, c, x), c, None, length=plan["chunk_iters"])
-        episodes, ret, length = (jnp.sum(x) for x in (episodes, ret, length))
-        if on_mesh:
-            episodes, ret, length = jax.lax.psum((episodes, ret, length), AXIS)
         c = c._replace(chunk=c.chunk + 1)
-        ev = networks.greedy_rollouts(lambda f: network.apply(c.params, f), denv,
-                                      jax.random.fold_in(c.k_eval, c.chunk),
-                                      config.eval_episodes, cap)
-        return c, {"episodes": episodes, "return_sum": ret, "length_sum": length,
-                   "loss": jnp.mean(loss), "eval_return": ev.mean_return,
-                   "eval_length": ev.mean_length, "eval_finished": ev.finished}
+        return c, {**acting.report(c.params, c.k_eval, c.chunk, stats),
+                   "loss": jnp.mean(loss)}
 
     if on_mesh:
         # per-env leaves split over the devices (global [N, ...]), the rest replicated
