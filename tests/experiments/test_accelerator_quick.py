@@ -115,9 +115,9 @@ def test_determinism_compares_real_tables(quick_run):
 
 
 def test_pqn_section(quick_run):
-    """PQN throughput vs N at the library's mlp defaults per env (CartPole's points are
-    function_approx.throughput_point's, Breakout's the same record from the same pieces),
-    then the Breakout curve: seeds vmapped in one child call, its prediction recorded."""
+    """PQN throughput vs N at the library's mlp defaults per env (every point is
+    function_approx.throughput_point's record), then the Breakout curve: seeds vmapped in
+    one child call, its prediction recorded."""
     from jaxq.config import DEFAULTS
 
     _, _, stored, logs = quick_run
@@ -138,17 +138,17 @@ def test_pqn_section(quick_run):
             # whole updates of N x rollout_len, at least two per call
             per_update = r["num_envs"] * sr["settings"]["rollout_len"]
             assert r["env_steps"] % per_update == 0 and r["env_steps"] >= 2 * per_update
-            assert len(r["times_s"]) == d["repeats"] and r["compile_s"] > 0
+            assert len(r["times_s"]) == d["repeats"]
             assert r["median_s"] == pytest.approx(float(np.median(r["times_s"])))
             assert r["steps_per_s"] == pytest.approx(r["env_steps"] / r["median_s"])
             keys = keys or set(r)
-            assert set(r) == keys  # both routes write the same record
+            assert set(r) == keys  # one record shape for every env
 
     cv = deep["curve"]
     assert "skipped" not in cv and "error" not in cv, cv
     assert cv["env_id"] == "Breakout-MinAtar" and cv["overrides"] == d["curve_overrides"]
     assert cv["seeds"] == cv["prediction"]["seeds"] == d["curve_seeds"][0]
-    assert cv["prediction"]["total_s"] <= cv["left_s"] and cv["wall_s"] > 0
+    assert cv["prediction"]["total_s"] <= cv["left_s"]
     r = cv["record"]
     assert r["key"] == "Breakout-MinAtar/pqn" and r["seeds"] == cv["seeds"]
     assert r["settings"]["env_id"] == "Breakout-MinAtar"
@@ -157,7 +157,10 @@ def test_pqn_section(quick_run):
     assert np.shape(r["eval_return"]) == (cv["seeds"], chunks)
     assert len(r["spread"]["median"]) == len(r["env_steps"]) == chunks
     assert r["env_steps"][-1] == cv["env_steps"]
-    assert r["compile_s"] > 0 and r["run_s"] > 0
+    # the child's wall time holds the call's compile and run, and the rate is the run's
+    assert cv["wall_s"] >= r["compile_s"] + r["run_s"]
+    assert r["total_s"] == pytest.approx(r["compile_s"] + r["run_s"])
+    assert r["steps_per_s"] == pytest.approx(cv["env_steps"] * cv["seeds"] / r["run_s"])
     assert any("[pqn curve]" in line for line in logs)
 
 

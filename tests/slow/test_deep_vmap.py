@@ -31,6 +31,6 @@ def test_pqn_vmap_over_seeds_equals_separate_calls():
         for k in ("episodes", "return_sum", "length_sum"):
             np.testing.assert_array_equal(one.metrics[k], both.metrics[k][i])
     m = jax.tree.map(np.asarray, both.metrics)
-    assert np.all(np.isfinite(m["loss"])) and np.all(m["eval_length"] >= 1)
+    assert np.all(np.isfinite(m["loss"]))
     assert m["episodes"].shape == (2, 2)
     assert not np.array_equal(m["loss"][0], m["loss"][1])  # the seeds differ
