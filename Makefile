@@ -39,10 +39,11 @@ run: $(STAMP)
 # 2026-12-02 07:02Z, after this session's deep, tiles and prng tests): the rest took 8:08,
 # this slice 7:08 and the 8-device session 7:09 (8:21 with the venv bootstrap); then
 # test_deep_resume (~30 s) moved here and the PQN vmap-over-seeds test (~14 s) to
-# tests/slow, so the three end together near 7:30.
+# tests/slow. 2026-12-02 10:03Z the three took 6:36 / 6:54 / 6:58 (8:12 with the
+# bootstrap): test_deep_resume and PQN's two longer async tests went to tests/slow.
 BACKGROUND := tests/test_discretize.py tests/test_checkpoint.py tests/test_learners.py \
               tests/test_user_errors.py tests/test_textbook.py tests/test_cli.py \
-              tests/test_maze.py tests/test_tiles.py tests/test_deep_resume.py
+              tests/test_maze.py tests/test_tiles.py
 test: $(STAMP)
 	@log=$$(mktemp); log2=$$(mktemp); \
 	JAXQ_MULTIDEVICE=1 $(PYTEST) tests/multidevice >$$log 2>&1 & multi=$$!; \

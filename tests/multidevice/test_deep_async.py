@@ -4,7 +4,9 @@ on a copy of the parameters refreshed every ``sync_every`` updates. ``sync_every
 ``replicated``, bit for bit; with ``sync_every > 1`` the rollout's actions come from the
 stale copy (a test that sets the copy and the live parameters to opposite policies and
 looks at what the envs did), and Q-learning targets (lambda = 0) still take the network
-to Q* of a probe MDP."""
+to Q* of a probe MDP. ``sync_every = 1`` == ``replicated`` bit for bit and the resume of
+the actors' copy are tests/slow/multidevice/test_deep_async_slow.py (make test-slow);
+DQN's own (tests/multidevice/test_dqn_strategies.py) check both mechanisms here."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxq import networks
-from jaxq.deep_config import DeepConfig, make_train_deep, resolve_env, train_deep
+from jaxq.deep_config import DeepConfig, make_train_deep, resolve_env
 from jaxq.pqn import make_pqn_learner
 from jaxq.strategies import make_mesh
 
@@ -25,19 +27,6 @@ GAMMA = 0.9
 PROBE = dict(algo="pqn", env_id="TwoStateProbe-v0", gamma=GAMMA, q_lambda=0.0, reward_scale=1.0,
              num_envs=16, rollout_len=8, num_minibatches=2, num_epochs=2, width=16, depth=1,
              eval_episodes=2, eval_max_steps=10, strategy="async", num_devices=2)
-
-
-def test_async_with_sync_every_1_is_replicated_bit_for_bit():
-    key = jax.random.key(5)
-    rep = jax.jit(make_train_deep(DeepConfig(**CARTPOLE, strategy="replicated"),
-                                  make_mesh(2)))(key)
-    asy = jax.jit(make_train_deep(DeepConfig(**CARTPOLE, strategy="async", sync_every=1),
-                                  make_mesh(2)))(key)
-    for a, b in zip(jax.tree.leaves((rep.params, rep.opt_state, rep.metrics)),
-                    jax.tree.leaves((asy.params, asy.opt_state, asy.metrics))):
-        np.testing.assert_array_equal(a, b)
-    # and the run learned something (equal runs that never moved would prove nothing)
-    assert float(np.asarray(rep.metrics["loss"])[-1]) > 0
 
 
 def _policy_params(params, prefer: int):
@@ -107,24 +96,3 @@ def test_bad_async_settings(changes, match):
     kw = {k: v for k, v in CARTPOLE.items() if k != "num_devices"}
     with pytest.raises(ValueError, match=match):
         DeepConfig(**{**kw, **changes})
-
-
-def test_async_resumes_bit_for_bit_with_the_actors_copy(tmp_path):
-    """The stale copy is part of the checkpoint: sync_every = 3 with one update per chunk
-    refreshes it at updates 0 and 3, so a run interrupted after chunk 2 resumes at
-    update 2 acting on the copy of update 0 (greedy actors: the copy decides every
-    action; lr 0.05 moves the parameters enough in two updates that acting on the live
-    ones changes the run: checked by restoring the copy as the live parameters). The
-    resumed run equals the uninterrupted one, bit for bit."""
-    cfg = DeepConfig(**{**CARTPOLE, "num_chunks": 4}, strategy="async", sync_every=3,
-                     epsilon=0.0, epsilon_end=0.0, lr=0.05)
-    assert cfg.plan()["chunk_iters"] == 1
-    cache = str(tmp_path / "xla")
-    full = train_deep(cfg, compile_cache=cache)
-    out = str(tmp_path / "run")
-    train_deep(cfg, out=out, checkpoint_every=1, stop_after_chunks=2, compile_cache=cache)
-    resumed = train_deep(cfg, out=out, checkpoint_every=1, resume=True, compile_cache=cache)
-    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
-        assert a.tobytes() == b.tobytes()
-    for k in full.metrics:
-        np.testing.assert_array_equal(full.metrics[k], resumed.metrics[k], err_msg=k)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxq
 from jaxq import dqn, networks
 from jaxq.deep_config import DeepConfig, resolve_env
 from jaxq.strategies import make_mesh
@@ -24,9 +25,8 @@ def test_stale_actors_still_learn_q_star_of_the_probe():
                      epsilon_end=0.5, eval_episodes=2, eval_max_steps=10,
                      strategy="async", num_devices=2, sync_every=8)
     out = jax.jit(dqn.make_train_dqn(cfg, make_mesh(2)))(jax.random.key(0))
-    v1 = 0.5 / (1 - gamma**2)
-    v0 = gamma * v1
-    q_star = np.array([[gamma * v0, gamma * v1], [1.0, 0.5 + gamma * v0]])
+    env, params = jaxq.make("TwoStateProbe-v0")  # Q* of the exact model
+    q_star = np.asarray(jaxq.value_iteration(jaxq.tabular_model(env, params), gamma, tol=1e-9))
     net = networks.make_network(cfg, resolve_env(cfg).num_actions)
     q = np.asarray(net.apply(jax.device_get(out.params), jax.nn.one_hot(jnp.arange(2), 2)))
     np.testing.assert_allclose(q, q_star, atol=0.01)

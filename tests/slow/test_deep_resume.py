@@ -3,7 +3,10 @@ and resumed from its checkpoint ends with the uninterrupted run's parameters (DQ
 target network) and metrics, bit for bit; a checkpoint of another Q-function, algorithm
 or config is refused before anything compiles, naming what differs. Tiny networks and a
 few hundred env steps: the compiles are most of the time, shared through a compile cache
-(the uninterrupted, interrupted and resumed runs are the same two programs)."""
+(the uninterrupted, interrupted and resumed runs are the same two programs). In
+``make test-slow``; ``make test`` keeps a PQN resume through ``jaxq.train``
+(tests/test_q_function_api.py), DQN's async mesh resume (tests/multidevice/
+test_dqn_strategies.py) and the refusal of another Q-function's checkpoint."""
 
 import os
 
